@@ -1,0 +1,1 @@
+"""The VM backend: libvirt/QEMU machines that run backends.linux_native over SSH."""

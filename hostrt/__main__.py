@@ -1,0 +1,50 @@
+"""Entry point of the `hostrt` command: maps failures to one line and a Docker-style exit code."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from hostrt import __version__
+from hostrt.errors import EXIT_HOSTRT, HostrtError
+
+_EXIT_INTERRUPTED = 130
+
+
+def _debug_requested(argv: list[str]) -> bool:
+    return "--debug" in argv or os.environ.get("HOSTRT_DEBUG") not in (None, "", "0")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return its exit code; user mistakes never show a traceback unless --debug."""
+    args = sys.argv[1:] if argv is None else argv
+    if args in (["--version"], ["-v"]):
+        # The most common probe of an installation: answer it without importing the CLI stack.
+        print(f"hostrt version {__version__}")
+        return 0
+    debug = _debug_requested(args)
+    try:
+        from hostrt.cli import app
+
+        result = app(args=args, prog_name="hostrt", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except HostrtError as err:
+        if debug:
+            raise
+        print(f"hostrt: error: {err}", file=sys.stderr)
+        return err.exit_code
+    except KeyboardInterrupt:
+        return _EXIT_INTERRUPTED
+    except Exception as err:
+        # typer's command-line errors (unknown flag, bad value) carry exit_code and format_message.
+        if type(err).__name__ == "Abort":  # typer's Ctrl-C at a prompt
+            return _EXIT_INTERRUPTED
+        if hasattr(err, "format_message") and hasattr(err, "exit_code"):
+            print(f"hostrt: error: {err.format_message()}", file=sys.stderr)
+            print("See 'hostrt --help'.", file=sys.stderr)
+            return EXIT_HOSTRT
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
