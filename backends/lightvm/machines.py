@@ -1,0 +1,262 @@
+"""Machine lifecycle: init, start, stop, remove, list. One transient libvirt domain per running machine.
+
+A transient domain vanishes when the guest powers off or is destroyed, so a stopped machine
+holds no memory and nothing needs undefining. A domain left behind by a killed hostrt is
+still named `hostrt-<name>`: `list_machines` reports it and `remove_machine` destroys it.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from backends.lightvm import keys
+from backends.lightvm.domain import BootFiles, render_domain
+from backends.lightvm.machine_dir import BootRecord, MachineDir, RunRecord, as_json, write_atomic
+from backends.lightvm.settings import GUEST_ARCH_FACTS, MachineSettings, VirtType
+from backends.lightvm.ssh import SshTarget, run, wait_ready
+from hostrt.errors import BackendUnavailableError, HostrtError, NotFoundError, UsageError
+
+if TYPE_CHECKING:
+    import libvirt
+    import paramiko
+
+    from backends.lightvm.guest_image import GuestImage
+
+DOMAIN_PREFIX = "hostrt-"
+# Time for a guest to accept SSH: TCG boots take 10-20 s for amd64, several times more for arm64.
+READY_TIMEOUT = {"kvm": 60.0, "hvf": 60.0, "whpx": 60.0, "qemu": 240.0}
+ARM64_TCG_FACTOR = 3
+
+
+class MachineError(HostrtError):
+    """A machine could not be created, started or reached."""
+
+
+@dataclass(frozen=True)
+class MachineStatus:
+    """What `machine ls` shows for one machine (or one orphaned domain)."""
+
+    name: str
+    arch: str | None
+    state: str  # running, stopped, orphan (a domain without a machine directory)
+    ssh_port: int | None
+    virt_type: str | None
+
+
+def libvirt_uri() -> str:
+    """The system daemon for root, the user's session daemon otherwise."""
+    override = os.environ.get("HOSTRT_LIBVIRT_URI")
+    if override:
+        return override
+    return "qemu:///system" if os.geteuid() == 0 else "qemu:///session"
+
+
+def open_libvirt() -> "libvirt.virConnect":
+    """Connect to libvirtd, turning a missing binding or daemon into a one-line error."""
+    try:
+        import libvirt
+    except ImportError as err:
+        raise BackendUnavailableError("libvirt-python is not installed: pip install 'hostrt[vm]'") from err
+    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # errors arrive as exceptions; no stderr noise
+    try:
+        return libvirt.open(libvirt_uri())
+    except libvirt.libvirtError as err:
+        raise BackendUnavailableError(
+            f"cannot connect to libvirtd at {libvirt_uri()}: {err.get_error_message()} (start it: ci/services)"
+        ) from err
+
+
+def machine_dir(root: Path, name: str) -> MachineDir:
+    MachineSettings(name=name, arch="amd64")  # validates the name before it becomes a path
+    return MachineDir(root / name)
+
+
+def existing(root: Path, name: str) -> MachineDir:
+    found = machine_dir(root, name)
+    if not found.settings_file.exists():
+        raise NotFoundError(f"no such machine: {name}")
+    return found
+
+
+def init_machine(root: Path, settings: MachineSettings, guest: "GuestImage") -> MachineDir:
+    """Create the machine directory whole, or leave nothing: built aside, then renamed into place."""
+    from backends.lightvm.guest_image import dropbear_ed25519_host_key, machine_overlay
+
+    if guest.arch != settings.arch:
+        raise UsageError(f"guest image is {guest.arch}, machine {settings.name} is {settings.arch}")
+    target = machine_dir(root, settings.name)
+    if target.path.exists():
+        raise UsageError(f"machine {settings.name} already exists")
+    root.mkdir(parents=True, exist_ok=True)
+    staging = MachineDir(Path(tempfile.mkdtemp(dir=root, prefix=f".{settings.name}.")))
+    try:
+        client_key, host_key = keys.new_key(), keys.new_key()
+        keys.write_private(staging.client_key, keys.openssh_private(client_key))
+        write_atomic(staging.client_pub, keys.openssh_public(client_key, f"hostrt@{settings.name}").encode() + b"\n", 0o644)
+        write_atomic(staging.host_key_pub, keys.openssh_public(host_key).encode() + b"\n", 0o644)
+        overlay = machine_overlay(
+            authorized_key=keys.openssh_public(client_key),
+            host_key_dropbear=dropbear_ed25519_host_key(host_key),
+            hostname=settings.name,
+        )
+        # The initrd holds the guest's private host key: 0600 like any key file.
+        with open(staging.initrd, "xb") as out, open(guest.initramfs, "rb") as base:
+            os.fchmod(out.fileno(), 0o600)
+            shutil.copyfileobj(base, out, 1 << 20)
+            out.write(overlay)
+        write_atomic(staging.boot_file, as_json(BootRecord(kernel=str(guest.kernel), recipe_hash=guest.recipe_hash)))
+        write_atomic(staging.settings_file, as_json(settings))
+        os.rename(staging.path, target.path)
+    except BaseException:
+        shutil.rmtree(staging.path, ignore_errors=True)
+        raise
+    return target
+
+
+def _free_loopback_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _find_domain(conn: "libvirt.virConnect", name: str) -> "libvirt.virDomain | None":
+    import libvirt
+
+    try:
+        return conn.lookupByName(DOMAIN_PREFIX + name)
+    except libvirt.libvirtError:
+        return None
+
+
+def _alive(domain: "libvirt.virDomain") -> bool:
+    import libvirt
+
+    try:
+        return bool(domain.isActive())
+    except libvirt.libvirtError:
+        return False
+
+
+def ssh_target(machine: MachineDir) -> SshTarget:
+    record = machine.run_record()
+    if record is None:
+        raise MachineError(f"machine {machine.name} is not running (hostrt machine start {machine.name})")
+    return SshTarget(port=record.ssh_port, client_key=machine.client_key, host_key_line=machine.host_key_pub.read_text().strip())
+
+
+def start_machine(root: Path, name: str, virt_type: VirtType) -> tuple[MachineDir, "paramiko.SSHClient"]:
+    """Boot the machine (if not running) and return an SSH session once the guest accepts one."""
+    machine = existing(root, name)
+    settings = machine.settings()
+    conn = open_libvirt()
+    domain = _find_domain(conn, name)
+    record = machine.run_record()
+    if domain is not None and _alive(domain) and record is not None:
+        deadline = time.monotonic() + 30
+        return machine, wait_ready(ssh_target(machine), deadline, lambda: _alive(domain))
+    if domain is not None:
+        domain.destroy()  # a domain without a run record was left by a killed hostrt
+    facts = GUEST_ARCH_FACTS[settings.arch]
+    emulator = shutil.which(facts["emulator"])
+    if emulator is None:
+        raise BackendUnavailableError(f"{facts['emulator']} not found on PATH: install QEMU for {settings.arch}")
+    port = _free_loopback_port()
+    machine.console_log.unlink(missing_ok=True)
+    boot = BootFiles(kernel=Path(machine.boot().kernel), initrd=machine.initrd, console_log=machine.console_log,
+                     emulator=Path(emulator))
+    started = time.monotonic()
+    import libvirt
+
+    try:
+        domain = conn.createXML(render_domain(settings, boot, virt_type, port), 0)
+    except libvirt.libvirtError as err:
+        raise MachineError(f"machine {name} failed to start: {err.get_error_message()}") from err
+    timeout = READY_TIMEOUT[virt_type] * (ARM64_TCG_FACTOR if settings.arch == "arm64" and virt_type == "qemu" else 1)
+    target = SshTarget(port=port, client_key=machine.client_key, host_key_line=machine.host_key_pub.read_text().strip())
+    try:
+        client = wait_ready(target, started + timeout, lambda: _alive(domain))
+    except Exception as err:
+        if _alive(domain):
+            domain.destroy()
+        raise MachineError(f"machine {name} did not become ready: {err}\n--- console ---\n{machine.console_tail()}") from err
+    machine.write_run_record(RunRecord(domain_uuid=domain.UUIDString(), virt_type=virt_type, ssh_port=port,
+                                       started_at=time.time(), ready_seconds=time.monotonic() - started))
+    return machine, client
+
+
+def stop_machine(root: Path, name: str, grace: float = 15.0) -> bool:
+    """Power the guest off (destroy it if it does not go in `grace` s); False if it was not running."""
+    machine = existing(root, name)
+    conn = open_libvirt()
+    domain = _find_domain(conn, name)
+    was_running = domain is not None and _alive(domain)
+    if was_running and machine.run_record() is not None:
+        from backends.lightvm.ssh import connect
+
+        try:
+            client = connect(ssh_target(machine), timeout=5)
+            client.exec_command("poweroff")
+            client.close()
+        except Exception:
+            pass  # the guest is unreachable: destroy below
+        deadline = time.monotonic() + grace
+        while _alive(domain) and time.monotonic() < deadline:
+            time.sleep(0.2)
+    if domain is not None and _alive(domain):
+        domain.destroy()
+    machine.run_file.unlink(missing_ok=True)
+    return was_running
+
+
+def remove_machine(root: Path, name: str) -> None:
+    """Destroy the machine's domain (even an orphan's) and delete its directory."""
+    conn = open_libvirt()
+    domain = _find_domain(conn, name)
+    if domain is not None and _alive(domain):
+        domain.destroy()
+    target = machine_dir(root, name)
+    if not target.path.exists() and domain is None:
+        raise NotFoundError(f"no such machine: {name}")
+    shutil.rmtree(target.path, ignore_errors=True)
+
+
+def list_machines(root: Path) -> list[MachineStatus]:
+    """Every machine directory, and every `hostrt-*` domain with no directory (an orphan)."""
+    conn = open_libvirt()
+    running = {d.name()[len(DOMAIN_PREFIX):]: d for d in conn.listAllDomains() if d.name().startswith(DOMAIN_PREFIX)}
+    found: list[MachineStatus] = []
+    names = sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) if root.exists() else []
+    for name in names:
+        machine = MachineDir(root / name)
+        try:
+            settings = machine.settings()
+        except (OSError, ValueError):
+            continue
+        domain = running.pop(name, None)
+        record = machine.run_record()
+        alive = domain is not None and _alive(domain)
+        found.append(MachineStatus(name=name, arch=settings.arch, state="running" if alive else "stopped",
+                                   ssh_port=record.ssh_port if alive and record else None,
+                                   virt_type=record.virt_type if alive and record else None))
+    for name in sorted(running):
+        found.append(MachineStatus(name=name, arch=None, state="orphan", ssh_port=None, virt_type=None))
+    return found
+
+
+def guest_exec(root: Path, name: str, command: str) -> tuple[int, bytes, bytes]:
+    """Run one command in a running machine's guest over a fresh session."""
+    from backends.lightvm.ssh import connect
+
+    machine = existing(root, name)
+    client = connect(ssh_target(machine))
+    try:
+        return run(client, command)
+    finally:
+        client.close()

@@ -1,0 +1,150 @@
+"""`hostrt machine ...`: create, boot, reach and remove the Linux VMs of the lightvm backend.
+
+Everything VM-specific (libvirt, paramiko, the guest image builder) is imported inside the
+commands, so the rest of the CLI never pays for it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform as stdlib_platform
+import shutil
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from hostrt.paths import Paths
+from hostrt.platform import ImagePlatform, detect_host
+
+machine_app = typer.Typer(help="Manage the Linux VMs that run containers the host cannot run natively.", no_args_is_help=True)
+
+DEFAULT_NAME = "default"
+
+
+@machine_app.command("init")
+def init(
+    name: Annotated[str, typer.Argument(help="Machine name.")] = DEFAULT_NAME,
+    arch: Annotated[str, typer.Option("--arch", help="Guest architecture: amd64 or arm64 (default: the host's).")] = "",
+    cpus: Annotated[int, typer.Option("--cpus", help="Virtual CPUs.")] = 2,
+    memory: Annotated[int, typer.Option("--memory", help="Memory in MiB.")] = 1024,
+) -> None:
+    """Create a machine: build (or reuse) the guest image, generate its SSH keys, pin its host key."""
+    from pydantic import ValidationError
+
+    from backends.lightvm.guest_image import build_guest_image
+    from backends.lightvm.machines import init_machine
+    from backends.lightvm.settings import MachineSettings
+    from hostrt.errors import UsageError
+
+    guest_arch = ImagePlatform.parse(f"linux/{arch}").architecture if arch else detect_host().architecture
+    try:
+        settings = MachineSettings(name=name, arch=guest_arch, cpus=cpus, memory_mib=memory)  # type: ignore[arg-type]
+    except ValidationError as err:
+        raise UsageError(err.errors()[0]["msg"].removeprefix("Value error, ")) from None
+    guest = build_guest_image(settings.arch, Paths.default().cache / "guest")
+    machine = init_machine(Paths.default().machines, settings, guest)
+    typer.echo(f"machine {settings.name} created ({settings.arch}, {settings.cpus} CPUs, {settings.memory_mib} MiB) in {machine.path}")
+
+
+@machine_app.command("start")
+def start(name: Annotated[str, typer.Argument()] = DEFAULT_NAME) -> None:
+    """Boot the machine and wait until its guest accepts SSH."""
+    from backends.lightvm.machines import existing, start_machine
+    from backends.lightvm.probe import resolve_virt_type
+
+    paths = Paths.default()
+    machine = existing(paths.machines, name)
+    host = detect_host()
+    kernel = Path(machine.boot().kernel)
+    virt_type = resolve_virt_type(host.os, host.architecture, machine.settings().arch, kernel, paths.cache,
+                                  stdlib_platform.release())
+    machine, client = start_machine(paths.machines, name, virt_type)  # type: ignore[arg-type]
+    client.close()
+    record = machine.run_record()
+    assert record is not None
+    typer.echo(f"machine {name} running ({record.virt_type}), SSH ready in {record.ready_seconds:.1f} s on 127.0.0.1:{record.ssh_port}")
+
+
+@machine_app.command("stop")
+def stop(name: Annotated[str, typer.Argument()] = DEFAULT_NAME) -> None:
+    """Power the guest off; its memory is released."""
+    from backends.lightvm.machines import stop_machine
+
+    was_running = stop_machine(Paths.default().machines, name)
+    typer.echo(f"machine {name} stopped" if was_running else f"machine {name} was not running")
+
+
+@machine_app.command("rm")
+def rm(names: Annotated[list[str], typer.Argument(help="Machines to remove.")]) -> None:
+    """Destroy and delete machines (also orphaned domains a killed hostrt left behind)."""
+    from backends.lightvm.machines import remove_machine
+
+    for name in names:
+        remove_machine(Paths.default().machines, name)
+        typer.echo(name)
+
+
+@machine_app.command("ls")
+def ls(
+    output: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+) -> None:
+    """List machines with their state, SSH port and accelerator."""
+    from dataclasses import asdict
+
+    from backends.lightvm.machines import list_machines
+
+    found = list_machines(Paths.default().machines)
+    if output == "json":
+        typer.echo(json.dumps([asdict(m) for m in found], indent=2))
+        return
+    typer.echo(f"{'NAME':<16}{'ARCH':<8}{'STATE':<10}{'ACCEL':<7}SSH")
+    for m in found:
+        ssh_port = f"127.0.0.1:{m.ssh_port}" if m.ssh_port else "-"
+        typer.echo(f"{m.name:<16}{m.arch or '-':<8}{m.state:<10}{m.virt_type or '-':<7}{ssh_port}")
+
+
+@machine_app.command("inspect")
+def inspect(name: Annotated[str, typer.Argument()] = DEFAULT_NAME) -> None:
+    """Show a machine's settings, boot files and run record as JSON."""
+    from backends.lightvm.machines import existing
+
+    machine = existing(Paths.default().machines, name)
+    record = machine.run_record()
+    typer.echo(json.dumps({
+        "name": name,
+        "path": str(machine.path),
+        "settings": machine.settings().model_dump(mode="json"),
+        "boot": machine.boot().model_dump(mode="json"),
+        "running": record.model_dump(mode="json") if record else None,
+        "host_key": machine.host_key_pub.read_text().strip(),
+    }, indent=2))
+
+
+@machine_app.command("ssh", context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def ssh(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument()] = DEFAULT_NAME,
+) -> None:
+    """Run a command in the guest (`machine ssh NAME -- CMD`), or open a shell there without one."""
+    from backends.lightvm.machines import existing, guest_exec, ssh_target
+
+    command = list(ctx.args)
+    machine = existing(Paths.default().machines, name)
+    if command:
+        code, out, err = guest_exec(Paths.default().machines, name, " ".join(command))
+        sys.stdout.buffer.write(out)
+        sys.stderr.buffer.write(err)
+        raise typer.Exit(code)
+    target = ssh_target(machine)
+    ssh_client = shutil.which("ssh")
+    if ssh_client is None:
+        from hostrt.errors import BackendUnavailableError
+
+        raise BackendUnavailableError("an interactive shell needs an ssh client on PATH; pass a command instead")
+    known_hosts = machine.path / "known_hosts"
+    known_hosts.write_text(f"[127.0.0.1]:{target.port} {target.host_key_line}\n")
+    os.execv(ssh_client, ["ssh", "-i", str(target.client_key), "-p", str(target.port), "-o", "IdentitiesOnly=yes",
+                          "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes", "root@127.0.0.1"])
