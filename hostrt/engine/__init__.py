@@ -1,0 +1,1 @@
+"""The engine: container records, run options, and the interface both backends implement."""

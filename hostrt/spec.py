@@ -1,0 +1,186 @@
+"""Turn an image's config plus the user's run options into an OCI runtime `config.json`.
+
+Docker's semantics for what runs (entrypoint/cmd, env, user, workdir) and docker's defaults
+for confinement (capabilities, masked paths, seccomp) — the latter read from the tables in
+`hostrt.spec_defaults`. The result is a plain dict for the runtime; nothing downstream
+re-reads the image config.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from hostrt.engine.options import RunOptions
+from hostrt.errors import UsageError
+from hostrt.spec_defaults import (
+    ALL_CAPABILITIES,
+    DEFAULT_CAPABILITIES,
+    DEFAULT_MOUNTS,
+    DEFAULT_PATH,
+    EPERM,
+    MASKED_PATHS,
+    READONLY_PATHS,
+    SECCOMP_ALLOWED_BY_CAPABILITY,
+    SECCOMP_ARCHITECTURES,
+    SECCOMP_BLOCKED,
+)
+from hostrt.users import resolve_user
+
+OCI_VERSION = "1.1.0"
+CPU_PERIOD_US = 100_000
+
+
+@dataclass(frozen=True)
+class ContainerFiles:
+    """Per-container files bind-mounted over the image's (docker writes these three)."""
+
+    hostname: Path
+    hosts: Path
+    resolv_conf: Path
+
+
+def process_args(image_config: dict[str, Any], options: RunOptions) -> list[str]:
+    """Docker's rule: entrypoint (overridden or the image's) followed by the command.
+
+    Overriding the entrypoint also drops the image's Cmd, so `--entrypoint sh img` runs `sh`.
+    """
+    if options.entrypoint is not None:
+        entrypoint, default_cmd = options.entrypoint, []
+    else:
+        entrypoint, default_cmd = list(image_config.get("Entrypoint") or []), list(image_config.get("Cmd") or [])
+    args = entrypoint + (options.command or default_cmd)
+    if not args:
+        raise UsageError("no command specified: the image has no Entrypoint or Cmd and none was given")
+    return args
+
+
+def merged_env(image_config: dict[str, Any], options: RunOptions, hostname: str, home: str) -> list[str]:
+    """Image env, then hostrt's (PATH, HOSTNAME, HOME, TERM), then the user's; later keys win."""
+    env: dict[str, str] = {"PATH": DEFAULT_PATH}
+    for item in image_config.get("Env") or []:
+        key, _, value = item.partition("=")
+        env[key] = value
+    env["HOSTNAME"] = hostname
+    env.setdefault("HOME", home)
+    if options.tty:
+        env["TERM"] = "xterm"
+    env.update(options.env)
+    return [f"{key}={value}" for key, value in env.items()]
+
+
+def capabilities(options: RunOptions) -> list[str]:
+    """Docker's 14 defaults with --cap-add/--cap-drop applied (ALL allowed on either side)."""
+    if "ALL" in options.cap_add:
+        chosen = set(ALL_CAPABILITIES)
+    else:
+        chosen = set(DEFAULT_CAPABILITIES) | set(options.cap_add)
+    if "ALL" in options.cap_drop:
+        chosen = {cap for cap in options.cap_add if cap != "ALL"}
+    else:
+        chosen -= set(options.cap_drop)
+    return sorted(chosen)
+
+
+def seccomp_profile(options: RunOptions, caps: list[str]) -> dict[str, Any] | None:
+    """Docker's default refusals (EPERM) less what the granted capabilities allow; None when unconfined."""
+    if options.seccomp == "unconfined":
+        return None
+    if options.seccomp != "default":
+        try:
+            return json.loads(Path(options.seccomp).read_text())
+        except (OSError, ValueError) as err:
+            raise UsageError(f"invalid seccomp profile {options.seccomp}: {err}") from None
+    allowed = {name for cap in caps for name in SECCOMP_ALLOWED_BY_CAPABILITY.get(cap, ())}
+    blocked = [name for name in SECCOMP_BLOCKED if name not in allowed]
+    return {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "architectures": list(SECCOMP_ARCHITECTURES),
+        "syscalls": [{"names": blocked, "action": "SCMP_ACT_ERRNO", "errnoRet": EPERM}],
+    }
+
+
+def _mounts(options: RunOptions, files: ContainerFiles) -> list[dict[str, Any]]:
+    mounts: list[dict[str, Any]] = [
+        {"destination": dest, "type": kind, "source": source, "options": list(opts)}
+        for dest, kind, source, opts in DEFAULT_MOUNTS
+    ]
+    for dest, source in (("/etc/hostname", files.hostname), ("/etc/hosts", files.hosts),
+                         ("/etc/resolv.conf", files.resolv_conf)):
+        mounts.append({"destination": dest, "type": "bind", "source": str(source), "options": ["rbind", "rprivate"]})
+    for volume in options.volumes:
+        mode = "ro" if volume.readonly else "rw"
+        mounts.append({"destination": volume.destination, "type": "bind", "source": volume.source,
+                       "options": ["rbind", "rprivate", mode]})
+    for spec in options.tmpfs:
+        dest, _, extra = spec.partition(":")
+        opts = ["nosuid", "nodev", "noexec"] + [o for o in extra.split(",") if o]
+        mounts.append({"destination": dest, "type": "tmpfs", "source": "tmpfs", "options": opts})
+    return mounts
+
+
+def _resources(options: RunOptions) -> dict[str, Any]:
+    resources: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
+    if options.memory is not None:
+        # docker's default --memory-swap is twice the memory (memory + as much swap)
+        resources["memory"] = {"limit": options.memory, "swap": options.memory * 2}
+    if options.cpus is not None:
+        resources["cpu"] = {"quota": int(options.cpus * CPU_PERIOD_US), "period": CPU_PERIOD_US}
+    if options.pids_limit is not None:
+        resources["pids"] = {"limit": options.pids_limit}
+    return resources
+
+
+# The device nodes every container may use: null, zero, full, tty, random, urandom, ptmx, pts.
+_ALLOWED_DEVICES = (("c", 1, 3), ("c", 1, 5), ("c", 1, 7), ("c", 5, 0), ("c", 1, 8), ("c", 1, 9),
+                    ("c", 5, 2), ("c", 136, None))
+
+
+def build_spec(
+    image_config: dict[str, Any],
+    options: RunOptions,
+    rootfs: Path,
+    container_id: str,
+    files: ContainerFiles,
+) -> dict[str, Any]:
+    """The runtime-spec v1.1 config for one container (rootfs given as an absolute path)."""
+    hostname = options.hostname or container_id[:12]
+    user = resolve_user(options.user if options.user is not None else image_config.get("User"), rootfs)
+    caps = capabilities(options)
+    process_caps = caps if user.uid == 0 else []  # docker gives non-root processes no effective caps
+    namespaces = [{"type": kind} for kind in ("pid", "ipc", "uts", "mount", "cgroup")]
+    if options.network == "none":
+        namespaces.append({"type": "network"})
+    resources = _resources(options)
+    resources["devices"] += [
+        {"allow": True, "type": kind, "major": major, **({"minor": minor} if minor is not None else {}), "access": "rwm"}
+        for kind, major, minor in _ALLOWED_DEVICES
+    ]
+    linux: dict[str, Any] = {
+        "namespaces": namespaces,
+        "resources": resources,
+        "cgroupsPath": f"/hostrt/{container_id}",
+        "maskedPaths": list(MASKED_PATHS),
+        "readonlyPaths": list(READONLY_PATHS),
+    }
+    seccomp = seccomp_profile(options, caps)
+    if seccomp is not None:
+        linux["seccomp"] = seccomp
+    return {
+        "ociVersion": OCI_VERSION,
+        "process": {
+            "terminal": options.tty,
+            "user": {"uid": user.uid, "gid": user.gid, "additionalGids": list(user.additional_gids)},
+            "args": process_args(image_config, options),
+            "env": merged_env(image_config, options, hostname, user.home),
+            "cwd": options.workdir or image_config.get("WorkingDir") or "/",
+            "capabilities": {"bounding": caps, "effective": process_caps, "permitted": process_caps},
+            "noNewPrivileges": options.no_new_privileges,
+        },
+        "root": {"path": str(rootfs), "readonly": options.read_only},
+        "hostname": hostname,
+        "mounts": _mounts(options, files),
+        "linux": linux,
+    }
