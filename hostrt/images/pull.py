@@ -1,7 +1,9 @@
 """Pull: copy one image (one platform of an index) from a registry into the content store.
 
-Content goes in bottom-up (layers, config, manifest, index) and the name is set last, so a
-name never points at something incomplete, whatever moment the pull is interrupted.
+Blobs are verified into the ingest area and published together only when all passed; then
+the manifest, the index, and last the name. So a failed or interrupted pull adds nothing
+visible, and a name never points at something incomplete. Work done is kept in ingest for
+the next pull (partial downloads resume with Range).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass
 from hostrt.images import oci
 from hostrt.images import reference as references
 from hostrt.images.auth import find_credentials
-from hostrt.images.errors import ImageNotFoundError
+from hostrt.images.errors import DigestMismatchError, ImageNotFoundError
 from hostrt.images.local import LocalImages, host_platform
 from hostrt.images.progress import Progress, Silent
 from hostrt.images.registry import Registry
@@ -71,16 +73,26 @@ def pull(
         fetched = 0
 
         def fetch(desc: oci.Descriptor) -> bool:
-            with store.writer(desc.digest, desc.size) as w:
-                if w is None:
-                    return False
-                reg.fetch_blob(ref.path, desc, w, progress)
-                w.commit()
-                progress.finish(desc.digest, "done")
-                return True
+            for attempt in (1, 2):
+                with store.writer(desc.digest, desc.size) as w:
+                    if w is None:
+                        return False
+                    resumed = w.offset > 0
+                    reg.fetch_blob(ref.path, desc, w, progress)
+                    try:
+                        w.commit(publish=False)
+                    except DigestMismatchError:
+                        if resumed and attempt == 1:
+                            continue  # the kept partial was bad, not the registry: once more from zero
+                        raise
+                    progress.finish(desc.digest, "done")
+                    return True
+            return False
 
         with ThreadPoolExecutor(max_workers=PARALLEL_BLOBS) as pool:
             fetched = sum(pool.map(fetch, blobs))
+        for desc in blobs:  # all verified: now make them visible
+            store.publish(desc.digest)
         config = oci.parse_config(store.read(manifest.config.digest))
         got = config.image_platform()
         if platform is not None and not oci.platform_matches(platform, got):

@@ -62,7 +62,11 @@ class BlobWriter:
         self._file.truncate()
         self._hash, self.offset = hashlib.sha256(), 0
 
-    def commit(self) -> Path:
+    def commit(self, publish: bool = True) -> Path:
+        """Verify the digest and size; then publish the blob, or (publish=False) park it verified in ingest.
+
+        Parking lets a pull make all of an image's blobs visible together, after every one passed.
+        """
         self._file.flush()
         os.fsync(self._file.fileno())
         self._file.close()
@@ -73,7 +77,7 @@ class BlobWriter:
                 f"blob {self.digest} failed verification (got {actual}, {self.offset} bytes"
                 f"{'' if self.expected_size is None else f' of {self.expected_size}'}): discarded"
             )
-        final = self.store.blob_path(self.digest)
+        final = self.store.blob_path(self.digest) if publish else self.store.verified_path(self.digest)
         os.replace(self.partial, final)
         return final
 
@@ -116,6 +120,9 @@ class ContentStore:
     def blob_path(self, digest: str) -> Path:
         return self.blobs / digests.hex_of(digest)
 
+    def verified_path(self, digest: str) -> Path:
+        return self.ingest_dir / f"{digests.hex_of(digest)}.verified"
+
     def has(self, digest: str) -> bool:
         return self.blob_path(digest).is_file()
 
@@ -144,7 +151,7 @@ class ContentStore:
         """
         hex_ = digests.hex_of(digest)
         with file_lock(self.ingest_dir / f"{hex_}.lock"):
-            if self.has(digest):
+            if self.has(digest) or self.verified_path(digest).exists():
                 yield None
                 return
             w = BlobWriter(self, digest, size, self.ingest_dir / f"{hex_}.partial")
@@ -153,6 +160,17 @@ class ContentStore:
             finally:
                 if not w._file.closed:
                     w._file.close()
+
+    def publish(self, digest: str) -> None:
+        """Move a parked, verified blob into `blobs/` (nothing to do if it is already there)."""
+        with file_lock(self.ingest_dir / f"{digests.hex_of(digest)}.lock"):
+            if self.has(digest):
+                self.verified_path(digest).unlink(missing_ok=True)
+                return
+            try:
+                os.replace(self.verified_path(digest), self.blob_path(digest))
+            except FileNotFoundError:
+                raise ImageNotFoundError(f"blob {digest} vanished before it could be stored") from None
 
     def put_bytes(self, data: bytes, digest: str | None = None) -> str:
         """Store bytes (verifying them when `digest` is given); returns their digest."""
@@ -285,6 +303,6 @@ class ContentStore:
             self.blob_path(d).unlink(missing_ok=True)
             removed.append(d)
         for p in self.ingest_dir.iterdir():
-            if p.suffix in (".partial", ".tmp"):
+            if p.suffix in (".partial", ".tmp", ".verified"):
                 p.unlink(missing_ok=True)
         return removed
