@@ -205,6 +205,42 @@ def logout(registry: Annotated[str, typer.Argument(help="Registry host[:port].")
     typer.echo("Removed login credentials" if remove_credentials(registry) else f"Not logged in to {registry}")
 
 
+def load(
+    input_: Annotated[Path, typer.Option("--input", "-i", help="docker save archive, OCI archive or OCI layout directory.")],
+    name: Annotated[Optional[str], typer.Option("--name", help="Name for an image the archive leaves unnamed.")] = None,
+) -> None:
+    """Load images from an archive or an OCI layout."""
+    from hostrt.images.archive import load as do_load
+
+    result = do_load(_images(), input_, name)
+    for n in result.names:
+        typer.echo(f"Loaded image: {n}")
+    for d in result.unnamed:
+        typer.echo(f"Loaded unnamed image {d} (give it a name with --name)")
+
+
+def save(
+    names: Annotated[list[str], typer.Argument(help="Images to save.")],
+    output: Annotated[Path, typer.Option("--output", "-o", help="The OCI archive to write.")],
+) -> None:
+    """Save images to an OCI archive (a tar of an OCI layout)."""
+    from hostrt.images.archive import save as do_save
+
+    saved = do_save(_images(), names, output)
+    typer.echo(f"Saved {', '.join(saved)} to {output}")
+
+
+def import_(
+    tarball: Annotated[Path, typer.Argument(help="A rootfs tarball (plain or gzip).")],
+    reference: Annotated[str, typer.Argument(help="Name of the new image.")],
+    platform: PlatformOpt = None,
+) -> None:
+    """Create a one-layer image from a rootfs tarball."""
+    from hostrt.images.archive import import_rootfs
+
+    typer.echo(import_rootfs(_images(), tarball, reference, _platform(platform)))
+
+
 @image_app.command("build")
 def build(recipe: Annotated[Path, typer.Argument(help="A recipe directory (with recipe.toml), e.g. images/busybox.")]) -> None:
     """Build a multi-platform image from a recipe of Debian packages."""
@@ -227,8 +263,9 @@ def prune() -> None:
 
 def register(app: typer.Typer) -> None:
     """Add the image commands to the main app."""
-    for command in (pull, push, images, rmi, tag, inspect, login, logout):
+    for command in (pull, push, images, rmi, tag, inspect, login, logout, load, save):
         app.command()(command)
+    app.command("import")(import_)
     image_app.command("ls")(images)
     image_app.command("rm")(rmi)
     image_app.command("inspect")(inspect)

@@ -298,11 +298,24 @@ def unpack_layer(
     member = None
     try:
         with tarfile.open(fileobj=reader, mode="r|", errorlevel=2) as tf:  # type: ignore[call-overload]
-            for member in tf:
+            members = iter(tf)
+            while True:
+                try:
+                    member = next(members)
+                except StopIteration:
+                    break
+                except tarfile.ReadError as err:
+                    # umoci (and others) end a layer right after the last file's data, without
+                    # padding or end blocks; that file was read whole, so the archive is complete.
+                    if str(err) == "unexpected end of data" and ex.entries:
+                        break
+                    raise
                 ex.extract(tf, member)
             member = None
         reader.drain()
     except tarfile.TarError as err:
+        if member is not None:
+            raise UnpackError(f"layer entry {member.name!r}: truncated or corrupt tar data ({err})") from None
         raise UnsafeLayerError(f"layer is not a valid tar archive: {err}") from None
     except (EOFError, zlib.error) as err:
         raise UnpackError(f"layer stream is corrupt: {err}") from None

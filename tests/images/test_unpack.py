@@ -280,3 +280,13 @@ def test_garbage_is_not_a_tar(tmp_path: Path) -> None:
     dest.mkdir()
     with pytest.raises(UnpackError, match="not a valid tar"):
         unpack_layer(io.BytesIO(b"this is not a tar archive" * 100), "none", dest)
+
+
+def test_tar_without_end_blocks_is_accepted_but_truncated_data_is_not(tmp_path: Path) -> None:
+    raw = tar_bytes([{"name": "a", "data": b"abc"}])
+    dest = Path(tempfile.mkdtemp(dir=tmp_path))
+    unpack_layer(io.BytesIO(raw[: 512 + 3]), "none", dest)  # as umoci writes it: no padding, no end blocks
+    assert (dest / "a").read_bytes() == b"abc"
+    dest = Path(tempfile.mkdtemp(dir=tmp_path))
+    with pytest.raises(UnpackError, match="'a'"):
+        unpack_layer(io.BytesIO(raw[: 512 + 2]), "none", dest)
