@@ -121,6 +121,8 @@ def parse(text: str) -> Reference:
     path = "/".join(path_parts)
     if len(domain) + 1 + len(path) > _MAX_NAME:
         raise InvalidReferenceError(f"invalid reference {original!r}: repository name longer than {_MAX_NAME}")
-    if tag is None and digest is None:
+    if digest is not None:
+        tag = None  # the digest pins the content; docker ignores a tag beside it too
+    elif tag is None:
         tag = DEFAULT_TAG
     return Reference(domain=domain, path=path, tag=tag, digest=digest)
