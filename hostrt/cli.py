@@ -56,3 +56,7 @@ def info(
         typer.echo(json.dumps(report.model_dump(mode="json"), indent=2))
     else:
         typer.echo(render_text(report))
+
+from hostrt.cli_images import register as _register_image_commands  # noqa: E402
+
+_register_image_commands(app)

@@ -1,0 +1,66 @@
+"""Push: copy a stored image (every platform of an index that is stored) to a registry.
+
+Blobs first, then each platform's manifest by digest, then the top document under the tag:
+the registry refuses a manifest whose blobs it does not have.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+from hostrt.images import oci
+from hostrt.images import reference as references
+from hostrt.images.auth import find_credentials
+from hostrt.images.errors import ImageNotFoundError
+from hostrt.images.local import LocalImages, resolve
+from hostrt.images.progress import Progress, Silent
+from hostrt.images.registry import Registry
+
+
+@dataclass(frozen=True)
+class PushResult:
+    reference: str
+    digest: str
+    uploaded: int
+    skipped: int
+
+
+def push(
+    images: LocalImages,
+    source: str,
+    destination: str | None = None,
+    *,
+    insecure: Iterable[str] = (),
+    progress: Progress = Silent(),
+    chunk_size: int | None = None,
+    registry: Registry | None = None,
+) -> PushResult:
+    store = images.store
+    name, top = resolve(store, source)
+    dest = references.parse(destination or source)
+    reg = registry or Registry(dest.registry_host, find_credentials(dest.registry_host), insecure)
+    manifests = [top]
+    if top.mediaType in oci.INDEX_TYPES:
+        manifests = oci.parse_index(store.read(top.digest)).manifests
+        missing = [str(d.platform.as_image_platform()) if d.platform else d.digest for d in manifests if not store.has(d.digest)]
+        if missing:
+            raise ImageNotFoundError(
+                f"cannot push {name}: its index names images that were not pulled ({', '.join(missing)}); "
+                "pull them with --platform, or push one platform by its manifest digest"
+            )
+    uploaded = skipped = 0
+    for mdesc in manifests:
+        mdata = store.read(mdesc.digest)
+        manifest = oci.parse_manifest(mdata)
+        for blob in [manifest.config, *manifest.layers]:
+            outcome = reg.push_blob(
+                dest.path, blob.digest, blob.size, lambda b=blob: store.open_blob(b.digest), progress, chunk_size
+            )
+            progress.finish(blob.digest, outcome)
+            uploaded += outcome != "exists"
+            skipped += outcome == "exists"
+        if mdesc is not top:
+            reg.put_manifest(dest.path, mdesc.digest, mdata, mdesc.mediaType)
+    digest = reg.put_manifest(dest.path, dest.target, store.read(top.digest), top.mediaType)
+    return PushResult(reference=str(dest), digest=digest, uploaded=uploaded, skipped=skipped)
