@@ -57,6 +57,12 @@ def info(
     else:
         typer.echo(render_text(report))
 
-from hostrt.cli_images import register as _register_image_commands  # noqa: E402
 
-_register_image_commands(app)
+def _register_groups() -> None:
+    """Command groups live in their own modules; each registers its commands on the app."""
+    from hostrt.cli_images import register as register_image_commands
+
+    register_image_commands(app)
+
+
+_register_groups()
