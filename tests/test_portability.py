@@ -23,7 +23,7 @@ POSIX_ONLY = ("fcntl", "resource", "termios", "pty", "grp", "pwd")
 # Third-party packages are imported first, under the real platform: their own portability is
 # their business (pydantic reads sysconfig data named after the platform); hostrt's is tested.
 PRELUDE = (
-    "import sys, typer, typing, pydantic\n"
+    "import sys, typer, typing, pydantic, requests, urllib.request\n"
     "class _Warm(pydantic.BaseModel):\n"
     "    field: typing.Literal['a'] | None = pydantic.Field(default=None, description='x')\n"
     "sys.platform = {platform!r}\n"
