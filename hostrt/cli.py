@@ -60,8 +60,10 @@ def info(
 
 def _register_groups() -> None:
     """Command groups live in their own modules; each registers its commands on the app."""
+    from hostrt.cli_containers import register as register_container_commands
     from hostrt.cli_images import register as register_image_commands
 
+    register_container_commands(app)
     register_image_commands(app)
 
 

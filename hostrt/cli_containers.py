@@ -1,0 +1,328 @@
+"""Container commands of the `hostrt` CLI, spelled as docker spells them.
+
+Only parses flags and prints; the lifecycle lives in `hostrt.engine`. Flags after the image
+belong to the container's command (`hostrt run busybox ls -l`), as in docker.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Annotated, Optional
+
+import typer
+
+from hostrt.errors import UsageError
+
+_DOCKER_STYLE = {"allow_interspersed_args": False}
+Multi = Optional[list[str]]
+
+
+def _engine():  # noqa: ANN202
+    from hostrt.engine.containers import Engine
+
+    return Engine.open()
+
+
+def _options(name, command, entrypoint, env, env_file, workdir, user, volume, tmpfs, read_only, memory, cpus,  # noqa: ANN001, ANN202
+             pids_limit, cap_add, cap_drop, security_opt, hostname, network, tty, interactive):
+    from hostrt.engine import options as opts
+
+    if tty:
+        raise UsageError("-t (a pseudo-terminal) is not supported by this version of hostrt; run without -t")
+    if network not in ("none", "host"):
+        raise UsageError(f"invalid --network value {network!r}: expected none or host")
+    no_new_privileges, seccomp = opts.parse_security_opts(security_opt or [])
+    return opts.RunOptions(
+        name=name,
+        command=list(command or []),
+        entrypoint=None if entrypoint is None else ([entrypoint] if entrypoint else []),
+        env=opts.parse_env(env or [], env_file or []),
+        workdir=workdir,
+        user=user,
+        volumes=[opts.parse_volume(v) for v in volume or []],
+        tmpfs=list(tmpfs or []),
+        read_only=read_only,
+        memory=opts.parse_memory(memory) if memory else None,
+        cpus=opts.parse_cpus(cpus) if cpus else None,
+        pids_limit=pids_limit,
+        cap_add=[opts.normalise_capability(c, "--cap-add") for c in cap_add or []],
+        cap_drop=[opts.normalise_capability(c, "--cap-drop") for c in cap_drop or []],
+        no_new_privileges=no_new_privileges,
+        seccomp=seccomp,
+        hostname=hostname,
+        network=network,
+        tty=tty,
+        interactive=interactive,
+    )
+
+
+def _create(image, command, *, rm, platform, backend, pull, **flags):  # noqa: ANN001, ANN003, ANN202
+    from hostrt.engine.create import CreateRequest, create_container
+
+    if backend not in (None, "native", "lightvm"):
+        raise UsageError(f"invalid --backend value {backend!r}: expected native or lightvm")
+    options = _options(command=command, **flags)
+    request = CreateRequest(image=image, options=options, platform=platform, backend=backend, pull=pull, auto_remove=rm)
+    engine = _engine()
+    return engine, request, create_container
+
+
+def run(
+    image: Annotated[str, typer.Argument(help="Image to run.")],
+    command: Annotated[Optional[list[str]], typer.Argument(help="Command and arguments.")] = None,
+    detach: Annotated[bool, typer.Option("--detach", "-d", help="Run in the background, print the ID.")] = False,
+    rm: Annotated[bool, typer.Option("--rm", help="Remove the container when it exits.")] = False,
+    interactive: Annotated[bool, typer.Option("--interactive", "-i", help="Keep stdin open.")] = False,
+    tty: Annotated[bool, typer.Option("--tty", "-t", help="Allocate a pseudo-terminal.")] = False,
+    name: Annotated[Optional[str], typer.Option("--name")] = None,
+    env: Annotated[Multi, typer.Option("--env", "-e", help="KEY=VALUE (repeatable).")] = None,
+    env_file: Annotated[Multi, typer.Option("--env-file")] = None,
+    workdir: Annotated[Optional[str], typer.Option("--workdir", "-w")] = None,
+    user: Annotated[Optional[str], typer.Option("--user", "-u")] = None,
+    entrypoint: Annotated[Optional[str], typer.Option("--entrypoint")] = None,
+    volume: Annotated[Multi, typer.Option("--volume", "-v", help="HOSTPATH:CTRPATH[:ro].")] = None,
+    tmpfs: Annotated[Multi, typer.Option("--tmpfs")] = None,
+    read_only: Annotated[bool, typer.Option("--read-only")] = False,
+    memory: Annotated[Optional[str], typer.Option("--memory", "-m")] = None,
+    cpus: Annotated[Optional[str], typer.Option("--cpus")] = None,
+    pids_limit: Annotated[Optional[int], typer.Option("--pids-limit")] = None,
+    cap_add: Annotated[Multi, typer.Option("--cap-add")] = None,
+    cap_drop: Annotated[Multi, typer.Option("--cap-drop")] = None,
+    security_opt: Annotated[Multi, typer.Option("--security-opt")] = None,
+    hostname: Annotated[Optional[str], typer.Option("--hostname", "-h")] = None,
+    network: Annotated[str, typer.Option("--network", help="none or host.")] = "none",
+    platform: Annotated[Optional[str], typer.Option("--platform", help="os/arch[/variant].")] = None,
+    backend: Annotated[Optional[str], typer.Option("--backend", help="native or lightvm (default: chosen per image).")] = None,
+    pull: Annotated[str, typer.Option("--pull", help="missing, always or never.")] = "missing",
+    explain: Annotated[bool, typer.Option("--explain", help="Print the backend decision and exit.")] = False,
+) -> int:
+    """Create and start a container (foreground unless -d)."""
+    engine, request, create_container = _create(
+        image, command, rm=rm, platform=platform, backend=backend, pull=pull, name=name, entrypoint=entrypoint,
+        env=env, env_file=env_file, workdir=workdir, user=user, volume=volume, tmpfs=tmpfs, read_only=read_only,
+        memory=memory, cpus=cpus, pids_limit=pids_limit, cap_add=cap_add, cap_drop=cap_drop,
+        security_opt=security_opt, hostname=hostname, network=network, tty=tty, interactive=interactive)
+    if explain:
+        from hostrt.engine.create import explain as explain_decision
+
+        image_platform, decision = explain_decision(engine, request)
+        typer.echo(f"image platform: {image_platform}")
+        typer.echo(f"backend: {decision.backend}" + (f" ({decision.emulator}, {decision.accelerator})" if decision.emulator else ""))
+        for reason in decision.reasons:
+            typer.echo(f"  - {reason}")
+        return 0
+    record = create_container(engine, request)
+    if detach:
+        engine.start_detached(record)
+        typer.echo(record.id)
+        return 0
+    from hostrt.engine.foreground import run_attached
+
+    return run_attached(engine, record, interactive)
+
+
+def create(
+    image: Annotated[str, typer.Argument()],
+    command: Annotated[Optional[list[str]], typer.Argument()] = None,
+    rm: Annotated[bool, typer.Option("--rm")] = False,
+    interactive: Annotated[bool, typer.Option("--interactive", "-i")] = False,
+    name: Annotated[Optional[str], typer.Option("--name")] = None,
+    env: Annotated[Multi, typer.Option("--env", "-e")] = None,
+    workdir: Annotated[Optional[str], typer.Option("--workdir", "-w")] = None,
+    user: Annotated[Optional[str], typer.Option("--user", "-u")] = None,
+    entrypoint: Annotated[Optional[str], typer.Option("--entrypoint")] = None,
+    volume: Annotated[Multi, typer.Option("--volume", "-v")] = None,
+    memory: Annotated[Optional[str], typer.Option("--memory", "-m")] = None,
+    pids_limit: Annotated[Optional[int], typer.Option("--pids-limit")] = None,
+    network: Annotated[str, typer.Option("--network")] = "none",
+    platform: Annotated[Optional[str], typer.Option("--platform")] = None,
+    pull: Annotated[str, typer.Option("--pull")] = "missing",
+) -> None:
+    """Create a container without starting it; prints its ID."""
+    engine, request, create_container = _create(
+        image, command, rm=rm, platform=platform, backend=None, pull=pull, name=name, entrypoint=entrypoint, env=env,
+        env_file=None, workdir=workdir, user=user, volume=volume, tmpfs=None, read_only=False, memory=memory,
+        cpus=None, pids_limit=pids_limit, cap_add=None, cap_drop=None, security_opt=None, hostname=None,
+        network=network, tty=False, interactive=interactive)
+    typer.echo(create_container(engine, request).id)
+
+
+def start(
+    containers: Annotated[list[str], typer.Argument()],
+    attach: Annotated[bool, typer.Option("--attach", "-a", help="Attach to output and return its exit code.")] = False,
+) -> int:
+    """Start created or stopped containers."""
+    from hostrt.engine.records import ConflictError
+
+    engine = _engine()
+    for ref in containers:
+        record = engine.find(ref)
+        if record.status in ("running", "paused"):
+            raise ConflictError(f"container {record.name} is already {record.status}")
+        if attach:
+            from hostrt.engine.foreground import run_attached
+
+            engine.runtime.delete(record.id, force=True)
+            return run_attached(engine, record, record.options.interactive)
+        engine.start_detached(record)
+        typer.echo(ref)
+    return 0
+
+
+def stop(
+    containers: Annotated[list[str], typer.Argument()],
+    time_: Annotated[float, typer.Option("--time", "-t", help="Seconds to wait before SIGKILL.")] = 10,
+) -> None:
+    """Stop containers: their stop signal, then SIGKILL after --time seconds."""
+    engine = _engine()
+    for ref in containers:
+        engine.stop(ref, time_)
+        typer.echo(ref)
+
+
+def kill(
+    containers: Annotated[list[str], typer.Argument()],
+    signal: Annotated[str, typer.Option("--signal", "-s")] = "SIGKILL",
+) -> None:
+    """Send a signal to containers (default SIGKILL)."""
+    engine = _engine()
+    for ref in containers:
+        engine.kill(ref, signal)
+        typer.echo(ref)
+
+
+def restart(
+    containers: Annotated[list[str], typer.Argument()],
+    time_: Annotated[float, typer.Option("--time", "-t")] = 10,
+) -> None:
+    """Stop then start containers."""
+    engine = _engine()
+    for ref in containers:
+        record = engine.stop(ref, time_)
+        engine.start_detached(record)
+        typer.echo(ref)
+
+
+def rm(
+    containers: Annotated[list[str], typer.Argument()],
+    force: Annotated[bool, typer.Option("--force", "-f", help="Kill a running container first.")] = False,
+) -> None:
+    """Remove containers and everything they own."""
+    engine = _engine()
+    for ref in containers:
+        engine.remove(ref, force)
+        typer.echo(ref)
+
+
+def _status_text(record) -> str:  # noqa: ANN001
+    if record.status == "running":
+        return f"Up {_ago(record.started_at)}"
+    if record.status == "paused":
+        return f"Up {_ago(record.started_at)} (Paused)"
+    if record.status == "exited":
+        return f"Exited ({record.exit_code}) {_ago(record.finished_at)} ago"
+    return "Created"
+
+
+def _ago(stamp: float | None) -> str:
+    seconds = int(time.time() - (stamp or time.time()))
+    for unit, size in (("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if seconds >= size:
+            return f"{seconds // size} {unit}"
+    return f"{seconds} seconds"
+
+
+def ps(
+    all_: Annotated[bool, typer.Option("--all", "-a", help="Show stopped containers too.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only IDs.")] = False,
+    output: Annotated[str, typer.Option("--format", help="table or json.")] = "table",
+) -> None:
+    """List containers."""
+    records = _engine().list(all_)
+    if quiet:
+        for record in records:
+            typer.echo(record.id[:12])
+        return
+    if output == "json":
+        typer.echo(json.dumps([r.model_dump(mode="json", exclude={"options"}) for r in records], indent=2))
+        return
+    typer.echo(f"{'CONTAINER ID':<14}{'IMAGE':<20}{'COMMAND':<22}{'STATUS':<30}{'BACKEND':<9}NAMES")
+    for r in records:
+        command = " ".join(r.args)
+        command = f'"{command[:18]}…"' if len(command) > 19 else f'"{command}"'
+        typer.echo(f"{r.id[:12]:<14}{r.image[:19]:<20}{command:<22}{_status_text(r):<30}{r.backend:<9}{r.name}")
+
+
+def logs(
+    container: Annotated[str, typer.Argument()],
+    follow: Annotated[bool, typer.Option("--follow", "-f")] = False,
+    tail: Annotated[Optional[str], typer.Option("--tail", help="Number of lines from the end, or all.")] = None,
+    timestamps: Annotated[bool, typer.Option("--timestamps", "-t")] = False,
+) -> None:
+    """Show a container's output (stdout to stdout, stderr to stderr)."""
+    from hostrt.engine.containers import read_log_lines
+
+    if tail not in (None, "all") and not (tail or "").isdigit():
+        raise UsageError(f"invalid --tail value {tail!r}: expected a number or all")
+    engine = _engine()
+    record = engine.find(container)
+    path = engine.log_path(record)
+    shown = read_log_lines(path, int(tail) if tail and tail.isdigit() else None)
+
+    def emit(entry: dict) -> None:
+        stream = sys.stderr if entry.get("stream") == "stderr" else sys.stdout
+        stream.write((entry["time"] + " " if timestamps else "") + entry["log"])
+        stream.flush()
+
+    for entry in shown:
+        emit(entry)
+    if not follow:
+        return
+    seen = len(read_log_lines(path, None))
+    while True:
+        entries = read_log_lines(path, None)
+        for entry in entries[seen:]:
+            emit(entry)
+        seen = len(entries)
+        if engine.find(record.id).status not in ("running", "paused"):
+            for entry in read_log_lines(path, None)[seen:]:
+                emit(entry)
+            return
+        time.sleep(0.1)
+
+
+def wait(containers: Annotated[list[str], typer.Argument()]) -> int:
+    """Block until containers stop; print their exit codes."""
+    engine = _engine()
+    code = 0
+    for ref in containers:
+        record = engine.wait(ref)
+        code = record.exit_code or 0
+        typer.echo(str(record.exit_code))
+    return code
+
+
+def pause(containers: Annotated[list[str], typer.Argument()]) -> None:
+    """Freeze all processes of containers."""
+    engine = _engine()
+    for ref in containers:
+        engine.pause(ref)
+        typer.echo(ref)
+
+
+def unpause(containers: Annotated[list[str], typer.Argument()]) -> None:
+    """Thaw paused containers."""
+    engine = _engine()
+    for ref in containers:
+        engine.pause(ref, resume=True)
+        typer.echo(ref)
+
+
+def register(app: typer.Typer) -> None:
+    """Add the container commands to the main app."""
+    app.command(context_settings=_DOCKER_STYLE)(run)
+    app.command(context_settings=_DOCKER_STYLE)(create)
+    for command in (start, stop, kill, restart, rm, ps, logs, wait, pause, unpause):
+        app.command()(command)

@@ -1,0 +1,46 @@
+"""Prepare a container's OCI bundle on this host: rootfs snapshot, /etc files, config.json.
+
+The bundle is the container's own directory (config.json beside rootfs/), so everything a
+crash could leave behind hangs off one place that `system prune` knows.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from hostrt.engine.options import RunOptions
+from hostrt.engine.snapshot import mount_rootfs
+from hostrt.spec import ContainerFiles, build_spec
+
+HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+
+
+def _resolv_conf(network: str) -> str:
+    """The host's resolvers for --network host; none otherwise (no network to reach them)."""
+    if network != "host":
+        return ""
+    try:
+        return Path("/etc/resolv.conf").read_text()
+    except OSError:
+        return ""
+
+
+def write_container_files(container_dir: Path, hostname: str, network: str) -> ContainerFiles:
+    files = ContainerFiles(container_dir / "hostname", container_dir / "hosts", container_dir / "resolv.conf")
+    files.hostname.write_text(hostname + "\n")
+    files.hosts.write_text(HOSTS + f"127.0.1.1\t{hostname}\n")
+    files.resolv_conf.write_text(_resolv_conf(network))
+    return files
+
+
+def prepare_bundle(container_dir: Path, container_id: str, image_config: dict[str, Any], options: RunOptions,
+                   lower_dirs: list[Path]) -> dict[str, Any]:
+    """Mount the rootfs and write config.json; returns the spec written."""
+    rootfs = mount_rootfs(lower_dirs, container_dir)
+    hostname = options.hostname or container_id[:12]
+    files = write_container_files(container_dir, hostname, options.network)
+    spec = build_spec(image_config, options, rootfs, container_id, files)
+    (container_dir / "config.json").write_text(json.dumps(spec, indent=1))
+    return spec

@@ -1,0 +1,226 @@
+"""The monitor: one small daemon per hostrt root that waits for every detached container.
+
+A process per container (as conmon or a shim) would cost ~8 MB of CPython each; one
+process for all of them costs that once. It is the children's subreaper, so a container's
+init — orphaned when the runtime that created it exits — becomes its child: it collects
+each exit status (and OOM verdict) even when no hostrt command is running, copies the
+container's stdout/stderr into a size-capped JSON-lines log (docker's json-file format),
+and removes `--rm` containers. Standard library only, to stay small.
+
+Requests arrive as one JSON line on a unix socket: {"op": "start", "id": ..., "dir": ...,
+"auto_remove": bool}; the reply is {"ok": true, "pid": N} or {"ok": false, "error": ...}.
+It exits after a minute with nothing to watch.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import selectors
+import signal
+import socket
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from hostrt.engine import supervise
+from hostrt.engine.runtime_cli import Runtime, RuntimeCallError
+from hostrt.engine.snapshot import unmount_rootfs
+
+LOG_FILE = "container.log"
+LOG_LIMIT = 10 << 20  # bytes per log file before it rotates to .1 (one old file kept)
+IDLE_EXIT_SECONDS = 60.0
+
+
+@dataclass
+class Watched:
+    """One container the monitor waits for."""
+
+    container_id: str
+    directory: Path
+    pid: int
+    auto_remove: bool
+    log_size: int = 0
+    streams: dict[int, str] = field(default_factory=dict)  # read fd -> "stdout" | "stderr"
+    partial: dict[int, bytes] = field(default_factory=dict)
+
+
+class Monitor:
+    def __init__(self, socket_path: Path, runtime: Runtime) -> None:
+        self.socket_path = socket_path
+        self.runtime = runtime
+        self.selector = selectors.DefaultSelector()
+        self.watched: dict[int, Watched] = {}  # init pid -> container
+        self.last_busy = time.monotonic()
+
+    # -- logs ---------------------------------------------------------------------------
+    def _append_log(self, item: Watched, stream: str, text: str) -> None:
+        path = item.directory / LOG_FILE
+        line = json.dumps({"log": text, "stream": stream,
+                           "time": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")}) + "\n"
+        if item.log_size + len(line) > LOG_LIMIT:
+            os.replace(path, path.with_name(LOG_FILE + ".1"))
+            item.log_size = 0
+        with open(path, "a") as out:
+            out.write(line)
+        item.log_size += len(line)
+
+    def _on_output(self, fd: int, item: Watched) -> None:
+        chunk = os.read(fd, 65536)
+        stream = item.streams[fd]
+        if not chunk:
+            self._close_stream(fd, item)
+            return
+        data = item.partial.pop(fd, b"") + chunk
+        *lines, rest = data.split(b"\n")
+        for raw in lines:
+            self._append_log(item, stream, raw.decode(errors="replace") + "\n")
+        if rest:
+            item.partial[fd] = rest
+
+    def _close_stream(self, fd: int, item: Watched) -> None:
+        rest = item.partial.pop(fd, b"")
+        if rest:
+            self._append_log(item, item.streams[fd], rest.decode(errors="replace"))
+        self.selector.unregister(fd)
+        os.close(fd)
+        del item.streams[fd]
+
+    # -- containers ---------------------------------------------------------------------
+    def start(self, request: dict) -> dict:
+        directory = Path(request["dir"])
+        container_id = request["id"]
+        out_r, out_w = os.pipe()
+        err_r, err_w = os.pipe()
+        try:
+            with open(os.devnull, "rb") as devnull:
+                pid = self.runtime.create(container_id, directory, directory / supervise.PID_FILE,
+                                          devnull, out_w, err_w)
+        except (RuntimeCallError, OSError) as err:
+            for fd in (out_r, out_w, err_r, err_w):
+                os.close(fd)
+            return {"ok": False, "error": str(err)}
+        os.close(out_w)
+        os.close(err_w)
+        item = Watched(container_id, directory, pid, bool(request.get("auto_remove")))
+        for fd, stream in ((out_r, "stdout"), (err_r, "stderr")):
+            os.set_blocking(fd, False)
+            item.streams[fd] = stream
+            self.selector.register(fd, selectors.EVENT_READ, item)
+        self.watched[pid] = item
+        try:
+            self.runtime.start(container_id)
+        except RuntimeCallError as err:
+            return {"ok": False, "error": str(err), "pid": pid}
+        return {"ok": True, "pid": pid}
+
+    def reap(self) -> None:
+        for pid in list(self.watched):
+            try:
+                done, status = os.waitpid(pid, os.WNOHANG)
+            except ChildProcessError:
+                done, status = pid, 255 << 8  # not our child after all: its status is lost
+            if done == 0:
+                continue
+            item = self.watched.pop(pid)
+            for fd in list(item.streams):  # what the container wrote before exiting
+                try:
+                    while fd in item.streams:
+                        self._on_output(fd, item)
+                except BlockingIOError:
+                    pass  # a surviving grandchild still holds the pipe; keep reading it later
+            code = supervise.exit_code_of(status)
+            supervise.write_exit(item.directory, code, supervise.oom_killed(item.container_id))
+            self.runtime.delete(item.container_id, force=True)
+            if item.auto_remove:
+                self._remove(item)
+            self.last_busy = time.monotonic()
+
+    def _remove(self, item: Watched) -> None:
+        import shutil
+
+        for fd in list(item.streams):
+            self._close_stream(fd, item)
+        try:
+            unmount_rootfs(item.directory)
+            shutil.rmtree(item.directory)
+        except OSError as err:
+            print(f"monitor: cannot remove {item.container_id}: {err}", file=sys.stderr)
+
+    # -- the loop -----------------------------------------------------------------------
+    def _on_client(self, listener: socket.socket) -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.settimeout(10)
+            data = b""
+            while not data.endswith(b"\n"):
+                chunk = conn.recv(65536)
+                if not chunk:
+                    break
+                data += chunk
+            try:
+                request = json.loads(data)
+                reply = self.start(request) if request.get("op") == "start" else {"ok": True, "watching": len(self.watched)}
+            except (ValueError, KeyError) as err:
+                reply = {"ok": False, "error": f"bad request: {err}"}
+            conn.sendall(json.dumps(reply).encode() + b"\n")
+        self.last_busy = time.monotonic()
+
+    def serve(self, listener: socket.socket) -> None:
+        wake_r, wake_w = os.pipe()
+        os.set_blocking(wake_r, False)
+        os.set_blocking(wake_w, False)
+        signal.set_wakeup_fd(wake_w)
+        signal.signal(signal.SIGCHLD, lambda *_: None)
+        self.selector.register(wake_r, selectors.EVENT_READ, "wake")
+        self.selector.register(listener, selectors.EVENT_READ, "listen")
+        while True:
+            for key, _ in self.selector.select(timeout=5.0):
+                if key.data == "wake":
+                    while True:
+                        try:
+                            if not os.read(wake_r, 512):
+                                break
+                        except BlockingIOError:
+                            break
+                elif key.data == "listen":
+                    self._on_client(listener)
+                else:
+                    try:
+                        self._on_output(key.fd, key.data)
+                    except BlockingIOError:
+                        pass
+            self.reap()
+            if not self.watched and time.monotonic() - self.last_busy > IDLE_EXIT_SECONDS:
+                return
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="hostrt-monitor")
+    parser.add_argument("--socket", required=True, type=Path)
+    parser.add_argument("--runtime", required=True)
+    parser.add_argument("--runtime-root", required=True, type=Path)
+    parser.add_argument("--log", required=True, type=Path)
+    args = parser.parse_args(argv)
+    supervise.become_subreaper()
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    args.socket.unlink(missing_ok=True)
+    listener.bind(str(args.socket))
+    os.chmod(args.socket, 0o600)
+    listener.listen(64)
+    print("ready", flush=True)  # the starter waits for this line, then stops reading
+    log_fd = os.open(args.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    os.dup2(log_fd, 1)
+    os.close(log_fd)
+    try:
+        Monitor(args.socket, Runtime(args.runtime, args.runtime_root)).serve(listener)
+    finally:
+        args.socket.unlink(missing_ok=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

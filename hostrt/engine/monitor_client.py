@@ -1,0 +1,66 @@
+"""Reach the monitor daemon, starting it first if it is not running (once, under a lock)."""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+from hostrt.engine.runtime_cli import Runtime
+from hostrt.errors import HostrtError
+from hostrt.paths import Paths
+
+SOCKET_NAME = "monitor.sock"
+
+
+def _send(path: Path, request: dict, timeout: float) -> dict:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(timeout)
+        conn.connect(str(path))
+        conn.sendall(json.dumps(request).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = conn.recv(65536)
+            if not chunk:
+                raise ConnectionResetError("the monitor closed the connection")
+            data += chunk
+    return json.loads(data)
+
+
+def _spawn(paths: Paths, runtime: Runtime, sock: Path) -> None:
+    import fcntl
+
+    paths.run.mkdir(parents=True, exist_ok=True)
+    with open(paths.run / "monitor.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            _send(sock, {"op": "ping"}, 2)
+            return  # another hostrt started it meanwhile
+        except OSError:
+            pass
+        log = open(paths.run / "monitor.log", "ab")
+        with log:
+            monitor = subprocess.Popen(
+                [sys.executable, "-m", "hostrt.engine.monitor", "--socket", str(sock), "--runtime", runtime.binary,
+                 "--runtime-root", str(runtime.root), "--log", str(paths.run / "monitor.log")],
+                stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=log, start_new_session=True, close_fds=True)
+        assert monitor.stdout is not None
+        line = monitor.stdout.readline()
+        monitor.stdout.close()
+        if line.strip() != b"ready":
+            raise HostrtError(f"the container monitor failed to start (see {paths.run / 'monitor.log'})")
+
+
+def ask_monitor(paths: Paths, runtime: Runtime, request: dict, timeout: float = 60) -> dict:
+    """Send one request; a missing or exiting monitor is (re)started and asked again once."""
+    sock = paths.run / SOCKET_NAME
+    for attempt in range(2):
+        try:
+            return _send(sock, request, timeout)
+        except (FileNotFoundError, ConnectionRefusedError, ConnectionResetError, BrokenPipeError):
+            if attempt == 1:
+                raise
+            _spawn(paths, runtime, sock)
+    raise AssertionError("unreachable")

@@ -1,0 +1,97 @@
+"""Calls to a runc-compatible runtime binary (hostrt-runtime by default, runc or crun work too).
+
+Standard library only: the monitor daemon uses it, and it must stay small.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+from hostrt.errors import HostrtError
+
+
+class RuntimeCallError(HostrtError):
+    """The runtime refused a command; the message is its last error line."""
+
+
+def default_runtime() -> str:
+    """`HOSTRT_RUNTIME` if set, else the hostrt-runtime installed beside this Python."""
+    chosen = os.environ.get("HOSTRT_RUNTIME")
+    if chosen:
+        return chosen
+    beside = Path(sys.executable).with_name("hostrt-runtime")
+    if beside.exists():
+        return str(beside)
+    return shutil.which("hostrt-runtime") or "hostrt-runtime"
+
+
+@dataclass(frozen=True)
+class Runtime:
+    """One runtime binary and its state directory (`--root`)."""
+
+    binary: str
+    root: Path
+
+    def _argv(self, *args: str) -> list[str]:
+        return [self.binary, "--root", str(self.root), *args]
+
+    def call(self, *args: str, stdin: Any = subprocess.DEVNULL, stdout: Any = subprocess.PIPE,
+             stderr: Any = subprocess.PIPE, check: bool = True, timeout: float | None = 60) -> subprocess.CompletedProcess[bytes]:
+        done = subprocess.run(self._argv(*args), stdin=stdin, stdout=stdout, stderr=stderr, timeout=timeout,
+                              close_fds=True)
+        if check and done.returncode != 0:
+            raise RuntimeCallError(_last_error(done.stderr) or f"{Path(self.binary).name} {args[0]} exited {done.returncode}")
+        return done
+
+    def create(self, container_id: str, bundle: Path, pid_file: Path, stdin: IO[Any] | int,
+               stdout: IO[Any] | int, stderr: IO[Any] | int, console_socket: Path | None = None) -> int:
+        """Create the container with the given stdio; returns its init's pid (read from the pid file)."""
+        args = ["create", "--bundle", str(bundle), "--pid-file", str(pid_file)]
+        if console_socket is not None:
+            args += ["--console-socket", str(console_socket)]
+        # The runtime's own errors go to a pipe; the container inherits stdout/stderr.
+        log = pid_file.with_name("runtime-create.log")
+        done = subprocess.run(self._argv("--log", str(log), "--log-format", "json", *args, container_id),
+                              stdin=stdin, stdout=stdout, stderr=stderr, close_fds=True)
+        if done.returncode != 0:
+            raise RuntimeCallError(_last_log_error(log) or f"runtime create exited {done.returncode}")
+        return int(pid_file.read_text().strip())
+
+    def start(self, container_id: str) -> None:
+        self.call("start", container_id)
+
+    def kill(self, container_id: str, signal: str, all_processes: bool = False) -> None:
+        self.call("kill", *(["--all"] if all_processes else []), container_id, signal)
+
+    def delete(self, container_id: str, force: bool = False) -> None:
+        self.call("delete", *(["--force"] if force else []), container_id, check=False)
+
+    def state(self, container_id: str) -> dict[str, Any] | None:
+        done = self.call("state", container_id, check=False)
+        if done.returncode != 0:
+            return None
+        return json.loads(done.stdout)
+
+
+def _last_error(stderr: bytes | None) -> str:
+    lines = [line.strip() for line in (stderr or b"").decode(errors="replace").splitlines() if line.strip()]
+    if not lines:
+        return ""
+    try:
+        return str(json.loads(lines[-1]).get("msg", lines[-1]))
+    except ValueError:
+        return lines[-1]
+
+
+def _last_log_error(log: Path) -> str:
+    try:
+        return _last_error(log.read_bytes())
+    except OSError:
+        return ""

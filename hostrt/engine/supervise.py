@@ -1,0 +1,83 @@
+"""What whoever waits for a container does when it ends: exit code, OOM verdict, exit file.
+
+Used by a foreground `run` (the hostrt process itself waits) and by the monitor daemon
+(detached containers). Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import tempfile
+import time
+from pathlib import Path
+
+EXIT_FILE = "exit.json"
+PID_FILE = "init.pid"
+PR_SET_CHILD_SUBREAPER = 36
+# Where the kernel counts OOM kills for a container cgroup named /hostrt/<id>.
+_OOM_COUNTERS = ("/sys/fs/cgroup/memory/hostrt/{id}/memory.oom_control", "/sys/fs/cgroup/hostrt/{id}/memory.events")
+
+
+def become_subreaper() -> None:
+    """Adopt orphaned descendants: a container's init outlives the runtime that created it,
+    and we must be its parent to collect its exit status."""
+    import ctypes
+
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0)
+
+
+def exit_code_of(wait_status: int) -> int:
+    """Shell convention: the exit code, or 128 + the signal that killed it."""
+    code = os.waitstatus_to_exitcode(wait_status)
+    return 128 - code if code < 0 else code
+
+
+def oom_killed(container_id: str) -> bool:
+    """Whether the kernel's OOM killer fired in the container's memory cgroup (v1 or v2)."""
+    for template in _OOM_COUNTERS:
+        try:
+            text = Path(template.format(id=container_id)).read_text()
+        except OSError:
+            continue
+        for line in text.splitlines():
+            key, _, value = line.partition(" ")
+            if key == "oom_kill" and value.strip().isdigit() and int(value) > 0:
+                return True
+    return False
+
+
+def write_exit(container_dir: Path, exit_code: int, oom: bool) -> None:
+    """Record the end of a container beside its record (atomically); the engine folds it in."""
+    fd, tmp = tempfile.mkstemp(dir=container_dir, prefix=".exit-")
+    with os.fdopen(fd, "w") as out:
+        json.dump({"exit_code": exit_code, "oom_killed": oom, "finished_at": time.time()}, out)
+        out.flush()
+        os.fsync(out.fileno())
+    os.replace(tmp, container_dir / EXIT_FILE)
+
+
+def read_exit(container_dir: Path) -> dict | None:
+    try:
+        return json.loads((container_dir / EXIT_FILE).read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def pid_exists(pid: int) -> bool:
+    """Whether the process exists at all; a zombie does (its status is still to be collected,
+    and whoever collects it writes the exit file)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+# Signals a foreground `run` passes on to the container (those this OS has).
+FORWARDED_SIGNALS = tuple(
+    getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2") if hasattr(signal, name)
+)
