@@ -293,15 +293,11 @@ def logs(
         time.sleep(0.1)
 
 
-def wait(containers: Annotated[list[str], typer.Argument()]) -> int:
+def wait(containers: Annotated[list[str], typer.Argument()]) -> None:
     """Block until containers stop; print their exit codes."""
     engine = _engine()
-    code = 0
     for ref in containers:
-        record = engine.wait(ref)
-        code = record.exit_code or 0
-        typer.echo(str(record.exit_code))
-    return code
+        typer.echo(str(engine.wait(ref).exit_code))
 
 
 def pause(containers: Annotated[list[str], typer.Argument()]) -> None:
@@ -324,5 +320,94 @@ def register(app: typer.Typer) -> None:
     """Add the container commands to the main app."""
     app.command(context_settings=_DOCKER_STYLE)(run)
     app.command(context_settings=_DOCKER_STYLE)(create)
-    for command in (start, stop, kill, restart, rm, ps, logs, wait, pause, unpause):
+    for command in (start, stop, kill, restart, rm, ps, logs, wait, pause, unpause, inspect):
         app.command()(command)
+    app.command("exec", context_settings=_DOCKER_STYLE)(exec_)
+    app.add_typer(system_app, name="system")
+
+
+def inspect(
+    names: Annotated[list[str], typer.Argument(help="Containers or images.")],
+    platform: Annotated[Optional[str], typer.Option("--platform", help="For images: which platform.")] = None,
+) -> None:
+    """Show low-level information on containers (or, when no container matches, images) as JSON."""
+    from hostrt.errors import NotFoundError
+
+    engine = _engine()
+    found: list[dict] = []
+    for name in names:
+        try:
+            record = engine.find(name)
+        except NotFoundError:
+            from hostrt.images.local import LocalImages, details
+            from hostrt.platform import ImagePlatform
+
+            image = details(LocalImages.open().store, name, ImagePlatform.parse(platform) if platform else None)
+            found.append(image.model_dump(mode="json"))
+            continue
+        data = record.model_dump(mode="json")
+        data["State"] = {"Status": record.status, "Running": record.status == "running",
+                         "Paused": record.status == "paused", "Pid": record.pid or 0,
+                         "ExitCode": record.exit_code or 0, "OOMKilled": record.oom_killed}
+        data["LogPath"] = str(engine.log_path(record))
+        found.append(data)
+    typer.echo(json.dumps(found, indent=2))
+
+
+def exec_(
+    container: Annotated[str, typer.Argument()],
+    command: Annotated[list[str], typer.Argument()],
+    detach: Annotated[bool, typer.Option("--detach", "-d")] = False,
+    interactive: Annotated[bool, typer.Option("--interactive", "-i")] = False,
+    tty: Annotated[bool, typer.Option("--tty", "-t")] = False,
+    env: Annotated[Multi, typer.Option("--env", "-e")] = None,
+    workdir: Annotated[Optional[str], typer.Option("--workdir", "-w")] = None,
+    user: Annotated[Optional[str], typer.Option("--user", "-u")] = None,
+) -> int:
+    """Run a command in a running container; exits with its code."""
+    import subprocess
+
+    from hostrt.engine.containers import runtime_error
+    from hostrt.engine.records import ConflictError
+    from hostrt.engine.runtime_cli import RuntimeCallError
+    from hostrt.users import resolve_user
+
+    if tty:
+        raise UsageError("-t (a pseudo-terminal) is not supported by this version of hostrt; run without -t")
+    engine = _engine()
+    record = engine.find(container)
+    if record.status != "running":
+        raise ConflictError(f"container {record.name} is not running")
+    args = ["exec"] + [f"--env={item}" for item in env or []] + (["--detach"] if detach else [])
+    if workdir:
+        args.append(f"--cwd={workdir}")
+    if user:
+        resolved = resolve_user(user, engine.records.dir_of(record.id) / "rootfs")
+        args.append(f"--user={resolved.uid}:{resolved.gid}")
+    # The command's own output goes straight to ours; the runtime's errors are kept to map them.
+    done = engine.runtime.call(*args, record.id, *command, stdin=None if interactive else subprocess.DEVNULL,
+                               stdout=None, stderr=subprocess.PIPE, check=False, timeout=None)
+    errors = done.stderr.decode(errors="replace")
+    if done.returncode != 0 and ("executable file not found" in errors or "permission denied" in errors):
+        raise runtime_error(RuntimeCallError(errors.strip().splitlines()[-1]))
+    sys.stderr.write(errors)
+    return done.returncode
+
+
+def system_prune(
+    force: Annotated[bool, typer.Option("--force", "-f", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Remove stopped containers and what a crashed hostrt left behind (mounts, runtime state, cgroups)."""
+    from hostrt.engine.prune import prune
+
+    if not force and sys.stdin.isatty() and not typer.confirm("This removes all stopped containers. Continue?"):
+        return
+    report = prune(_engine())
+    for container_id in report.containers:
+        typer.echo(f"deleted container {container_id[:12]}")
+    for leftover in report.leftovers:
+        typer.echo(f"removed {leftover}")
+
+
+system_app = typer.Typer(help="Manage hostrt itself.", no_args_is_help=True)
+system_app.command("prune")(system_prune)

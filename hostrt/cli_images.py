@@ -263,7 +263,7 @@ def prune() -> None:
 
 def register(app: typer.Typer) -> None:
     """Add the image commands to the main app."""
-    for command in (pull, push, images, rmi, tag, inspect, login, logout, load, save):
+    for command in (pull, push, images, rmi, tag, login, logout, load, save):  # inspect: cli_containers
         app.command()(command)
     app.command("import")(import_)
     image_app.command("ls")(images)

@@ -36,6 +36,8 @@ def _ensure_image(engine: Engine, request: CreateRequest, wanted: ImagePlatform 
 
     if request.pull not in PULL_POLICIES:
         raise UsageError(f"invalid --pull value {request.pull!r}: expected missing, always or never")
+    if wanted is not None:
+        decide(detect_host(), wanted, request.backend)  # a platform nothing can run fails before any pull
     images = LocalImages.open(engine.paths)
     if request.pull != "always":
         try:

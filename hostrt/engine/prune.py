@@ -1,0 +1,74 @@
+"""`system prune`: remove stopped containers, then whatever a crash left behind.
+
+A hostrt killed mid-`run` or mid-`rm` can leave a container directory without a record, an
+overlay still mounted, runtime state or a cgroup for a container no record names. Each is
+found from the container directory or the runtime's state directory and removed.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from hostrt.engine.containers import Engine
+from hostrt.engine.ids import ID_PATTERN
+from hostrt.engine.snapshot import unmount_rootfs
+
+_CGROUP_PARENTS = ("/sys/fs/cgroup/{controller}/hostrt", "/sys/fs/cgroup/hostrt")
+
+
+@dataclass
+class PruneReport:
+    containers: list[str] = field(default_factory=list)
+    leftovers: list[str] = field(default_factory=list)
+
+
+def _cgroup_dirs(container_id: str) -> list[Path]:
+    roots = [Path("/sys/fs/cgroup/hostrt")]
+    base = Path("/sys/fs/cgroup")
+    if base.is_dir():
+        roots += [entry / "hostrt" for entry in base.iterdir() if entry.is_dir() and not entry.is_symlink()]
+    return [root / container_id for root in roots if (root / container_id).is_dir()]
+
+
+def _known_cgroup_ids() -> set[str]:
+    found: set[str] = set()
+    base = Path("/sys/fs/cgroup")
+    roots = [base / "hostrt"] + ([entry / "hostrt" for entry in base.iterdir() if entry.is_dir()] if base.is_dir() else [])
+    for root in roots:
+        if root.is_dir():
+            found |= {child.name for child in root.iterdir() if ID_PATTERN.match(child.name)}
+    return found
+
+
+def prune(engine: Engine) -> PruneReport:
+    report = PruneReport()
+    records = {r.id: r for r in engine.list(include_stopped=True)}
+    for record in records.values():
+        if record.status in ("exited", "created", "dead"):
+            engine.remove(record.id, force=True)
+            report.containers.append(record.id)
+    live = {cid for cid, r in records.items() if r.status in ("running", "paused")}
+
+    for directory in engine.records.orphans():
+        unmount_rootfs(directory)
+        shutil.rmtree(directory, ignore_errors=True)
+        report.leftovers.append(f"container directory {directory.name[:12]}")
+
+    state_root = engine.runtime.root
+    if state_root.is_dir():
+        for entry in state_root.iterdir():
+            if ID_PATTERN.match(entry.name) and entry.name not in live:
+                engine.runtime.delete(entry.name, force=True)
+                report.leftovers.append(f"runtime state {entry.name[:12]}")
+
+    for container_id in _known_cgroup_ids() - live:
+        for directory in _cgroup_dirs(container_id):
+            try:
+                os.rmdir(directory)
+                report.leftovers.append(f"cgroup {directory}")
+            except OSError:
+                pass  # still has processes: the runtime delete above should have killed them
+    return report
