@@ -29,8 +29,6 @@ def _options(name, command, entrypoint, env, env_file, workdir, user, volume, tm
              pids_limit, cap_add, cap_drop, security_opt, hostname, network, tty, interactive):
     from hostrt.engine import options as opts
 
-    if tty:
-        raise UsageError("-t (a pseudo-terminal) is not supported by this version of hostrt; run without -t")
     if network not in ("none", "host"):
         raise UsageError(f"invalid --network value {network!r}: expected none or host")
     no_new_privileges, seccomp = opts.parse_security_opts(security_opt or [])

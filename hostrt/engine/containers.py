@@ -109,7 +109,8 @@ class Engine:
         self.runtime.delete(record.id, force=True)  # a restart: the old runtime state goes
         reply = ask_monitor(self.paths, self.runtime, {"op": "start", "id": record.id,
                                                        "dir": str(self.records.dir_of(record.id)),
-                                                       "auto_remove": record.auto_remove})
+                                                       "auto_remove": record.auto_remove,
+                                                       "tty": record.options.tty})
         if not reply.get("ok"):
             if reply.get("pid"):
                 self.mark_started(record, int(reply["pid"]))

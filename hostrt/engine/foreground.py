@@ -51,6 +51,8 @@ def _copy_output(pipes: dict[int, tuple[str, int]], log_path: str) -> None:
 
 def run_attached(engine: Engine, record: ContainerRecord, interactive: bool) -> int:
     """Create and start `record`'s container attached to this terminal; its exit code."""
+    if record.options.tty:
+        return _run_with_tty(engine, record, interactive)
     supervise.become_subreaper()
     directory = engine.records.dir_of(record.id)
     out_r, out_w = os.pipe()
@@ -97,3 +99,39 @@ def _forward(pid: int, signum: int) -> None:
         os.kill(pid, signum)
     except ProcessLookupError:
         pass
+
+
+def _run_with_tty(engine: Engine, record: ContainerRecord, interactive: bool) -> int:
+    """`-t`: the container's stdio is a pty whose master the runtime hands us; we relay it."""
+    from hostrt.engine import console
+
+    supervise.become_subreaper()
+    directory = engine.records.dir_of(record.id)
+    try:
+        with console.console_socket() as (listener, socket_path), open(os.devnull, "rb") as devnull:
+            pid = engine.runtime.create(record.id, directory, directory / supervise.PID_FILE, devnull, devnull,
+                                        devnull, console_socket=socket_path)
+            master = console.receive_master(listener)
+    except (RuntimeCallError, OSError) as err:
+        engine.runtime.delete(record.id, force=True)
+        if record.auto_remove:
+            engine.remove(record.id, force=True)
+        raise runtime_error(err if isinstance(err, RuntimeCallError) else RuntimeCallError(str(err))) from None
+    engine.mark_started(record, pid)
+    with open(engine.log_path(record), "a") as log:
+        def show(chunk: bytes) -> None:
+            os.write(sys.stdout.fileno(), chunk)
+            log.write(_log_line("stdout", chunk.decode(errors="replace")))
+
+        try:
+            engine.runtime.start(record.id)
+        except RuntimeCallError as err:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+            engine.finish(record, 255)
+            raise runtime_error(err) from None
+        console.relay(master, interactive, show)
+    _, status = os.waitpid(pid, 0)
+    code = supervise.exit_code_of(status)
+    engine.finish(record, code)
+    return code

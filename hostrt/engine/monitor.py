@@ -69,7 +69,12 @@ class Monitor:
         item.log_size += len(line)
 
     def _on_output(self, fd: int, item: Watched) -> None:
-        chunk = os.read(fd, 65536)
+        try:
+            chunk = os.read(fd, 65536)
+        except OSError as err:
+            if isinstance(err, BlockingIOError):
+                raise
+            chunk = b""  # EIO from a pty master: the container side has closed
         stream = item.streams[fd]
         if not chunk:
             self._close_stream(fd, item)
@@ -91,6 +96,8 @@ class Monitor:
 
     # -- containers ---------------------------------------------------------------------
     def start(self, request: dict) -> dict:
+        if request.get("tty"):
+            return self._start_with_tty(request)
         directory = Path(request["dir"])
         container_id = request["id"]
         out_r, out_w = os.pipe()
@@ -110,6 +117,30 @@ class Monitor:
             os.set_blocking(fd, False)
             item.streams[fd] = stream
             self.selector.register(fd, selectors.EVENT_READ, item)
+        self.watched[pid] = item
+        try:
+            self.runtime.start(container_id)
+        except RuntimeCallError as err:
+            return {"ok": False, "error": str(err), "pid": pid}
+        return {"ok": True, "pid": pid}
+
+    def _start_with_tty(self, request: dict) -> dict:
+        """`run -d -t`: the pty master is read like a stdout pipe."""
+        from hostrt.engine import console
+
+        directory = Path(request["dir"])
+        container_id = request["id"]
+        try:
+            with console.console_socket() as (listener, socket_path), open(os.devnull, "rb") as devnull:
+                pid = self.runtime.create(container_id, directory, directory / supervise.PID_FILE, devnull, devnull,
+                                          devnull, console_socket=socket_path)
+                master = console.receive_master(listener)
+        except (RuntimeCallError, OSError) as err:
+            return {"ok": False, "error": str(err)}
+        item = Watched(container_id, directory, pid, bool(request.get("auto_remove")))
+        os.set_blocking(master, False)
+        item.streams[master] = "stdout"
+        self.selector.register(master, selectors.EVENT_READ, item)
         self.watched[pid] = item
         try:
             self.runtime.start(container_id)
