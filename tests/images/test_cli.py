@@ -34,7 +34,7 @@ def test_build_push_rmi_pull_inspect(busybox_store: Path, hostrt_root: Path, reg
     assert list((hostrt_root / "store" / "blobs" / "sha256").iterdir()) == []
     out = hostrt("pull", "--platform", "linux/arm64", dest).stdout
     assert "linux/arm64" in out and index_digest in out
-    info = json.loads(hostrt("inspect", dest).stdout)
+    info = json.loads(hostrt("inspect", dest).stdout)[0]  # docker inspect prints a list
     assert info["platform"] == "linux/arm64" and info["digest"] == index_digest
     assert info["config"]["Cmd"] == ["sh"]
     assert info["platforms"] == ["linux/amd64", "linux/arm64"]
@@ -96,7 +96,7 @@ def test_import_save_load_tag(hostrt_root: Path, tmp_path: Path) -> None:
     assert json.loads(hostrt("images", "-f", "json").stdout) == []
     out = hostrt("load", "-i", str(archive)).stdout
     assert "imported:v1" in out and "imported:v2" in out
-    info = json.loads(hostrt("inspect", "imported:v2").stdout)
+    info = json.loads(hostrt("inspect", "imported:v2").stdout)[0]
     from hostrt.images.local import LocalImages
 
     local = LocalImages.open()
