@@ -69,3 +69,18 @@ def modinfo(data: bytes) -> dict[str, list[str]]:
             key, _, value = item.decode(errors="replace").partition("=")
             info.setdefault(key, []).append(value)
     return info
+
+
+def notes(data: bytes, section_name: str = ".notes") -> list[tuple[str, int, bytes]]:
+    """(owner, type, descriptor) of each ELF note in a note section (4-byte aligned, as on Linux)."""
+    raw = section(data, section_name) or b""
+    out: list[tuple[str, int, bytes]] = []
+    pos = 0
+    while pos + 12 <= len(raw):
+        namesz, descsz, typ = struct.unpack_from("<III", raw, pos)
+        pos += 12
+        name = raw[pos:pos + namesz].rstrip(b"\0").decode(errors="replace")
+        pos += (namesz + 3) & ~3
+        out.append((name, typ, raw[pos:pos + descsz]))
+        pos += (descsz + 3) & ~3
+    return out
