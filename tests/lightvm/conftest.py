@@ -1,0 +1,165 @@
+"""Fixtures for the guest image: one build per arch per test session, and a real QEMU (TCG) boot.
+
+`HOSTRT_TEST_GUEST_CACHE=DIR` keeps builds (and downloaded .debs) across runs; by default they
+live in the session's temporary directory.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from backends.lightvm.guest_image import GuestImage, build_guest_image, dropbear_ed25519_host_key, machine_overlay
+
+READY_LINE = b"hostrt-guest: ready"
+QEMU = {
+    "amd64": ["qemu-system-x86_64", "-M", "q35", "-accel", "tcg"],
+    "arm64": ["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a57", "-accel", "tcg"],
+}
+
+
+def _foreign_arch_missing(arch: str) -> str | None:
+    if not shutil.which("apt-get") or not shutil.which("dpkg-deb"):
+        return "building the guest image needs Debian's apt-get and dpkg-deb"
+    native = subprocess.run(["dpkg", "--print-architecture"], capture_output=True, text=True).stdout.strip()
+    if arch != native:
+        foreign = subprocess.run(["dpkg", "--print-foreign-architectures"], capture_output=True, text=True).stdout.split()
+        if arch not in foreign:
+            return f"dpkg has no foreign architecture {arch} (dpkg --add-architecture {arch} && apt-get update)"
+    return None
+
+
+@pytest.fixture(scope="session")
+def guest_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    configured = os.environ.get("HOSTRT_TEST_GUEST_CACHE")
+    return Path(configured) if configured else tmp_path_factory.mktemp("guest-cache")
+
+
+@pytest.fixture(scope="session")
+def apt_arch() -> Callable[[str], None]:
+    """Skips the test unless this host's apt can fetch packages for the given arch."""
+
+    def check(arch: str) -> None:
+        reason = _foreign_arch_missing(arch)
+        if reason:
+            pytest.skip(reason)
+
+    return check
+
+
+@pytest.fixture(scope="session")
+def guest_image(guest_cache: Path, apt_arch: Callable[[str], None]) -> Callable[[str], GuestImage]:
+    """The guest image for an arch, built (or found in the cache) once per session."""
+    built: dict[str, GuestImage] = {}
+
+    def get(arch: str) -> GuestImage:
+        apt_arch(arch)
+        if arch not in built:
+            built[arch] = build_guest_image(arch, guest_cache)
+        return built[arch]
+
+    return get
+
+
+@dataclass
+class BootedGuest:
+    """A guest under QEMU with an SSH session open as root, the host key pinned."""
+
+    process: subprocess.Popen[bytes]
+    client: object  # paramiko.SSHClient
+    console: bytearray
+    ready_seconds: float
+    ssh_seconds: float
+
+    def run(self, command: str, timeout: float = 120) -> tuple[int, str, str]:
+        _stdin, stdout, stderr = self.client.exec_command(command, timeout=timeout)  # type: ignore[attr-defined]
+        out, err = stdout.read().decode(), stderr.read().decode()
+        return stdout.channel.recv_exit_status(), out, err
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _read_until_ready(proc: subprocess.Popen[bytes], console: bytearray, deadline: float) -> None:
+    assert proc.stdout is not None
+    os.set_blocking(proc.stdout.fileno(), False)
+    while READY_LINE not in console:
+        if proc.poll() is not None:
+            raise AssertionError(f"QEMU exited ({proc.returncode}) before the guest was ready:\n{console.decode(errors='replace')[-3000:]}")
+        if time.monotonic() > deadline:
+            raise AssertionError(f"guest not ready in time:\n{console.decode(errors='replace')[-3000:]}")
+        chunk = proc.stdout.read(65536)
+        if chunk:
+            console.extend(chunk)
+        else:
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def boot_guest(tmp_path: Path) -> Iterator[object]:
+    """Boot a built guest the way the machine layer will (kernel + initramfs + overlay), SSH in."""
+    paramiko = pytest.importorskip("paramiko")
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+    started: list[BootedGuest] = []
+
+    def boot(image: GuestImage, timeout: float = 420) -> BootedGuest:
+        qemu = QEMU[image.arch]
+        if not shutil.which(qemu[0]):
+            pytest.skip(f"{qemu[0]} is not installed (apt-get install qemu-system-x86 qemu-system-arm)")
+        user_key, host_key = Ed25519PrivateKey.generate(), Ed25519PrivateKey.generate()
+        public = user_key.public_key().public_bytes(serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode()
+        initrd = tmp_path / "initrd"
+        initrd.write_bytes(image.initramfs.read_bytes() + machine_overlay(public, dropbear_ed25519_host_key(host_key), "testguest"))
+        port = _free_port()
+        cmd = qemu + [
+            "-m", "512", "-nographic", "-no-reboot",
+            "-kernel", str(image.kernel), "-initrd", str(initrd),
+            "-append", f"console={image.console} quiet",
+            "-netdev", f"user,id=n0,hostfwd=tcp:127.0.0.1:{port}-:22",
+            "-device", "virtio-net-pci,netdev=n0,romfile=",
+        ]
+        t0 = time.monotonic()
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        console = bytearray()
+        guest = BootedGuest(proc, None, console, 0.0, 0.0)
+        started.append(guest)
+        _read_until_ready(proc, console, t0 + timeout)
+        guest.ready_seconds = time.monotonic() - t0
+
+        pinned = host_key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+
+        class PinnedHostKey(paramiko.MissingHostKeyPolicy):  # type: ignore[misc]
+            def missing_host_key(self, client: object, hostname: str, key: object) -> None:
+                if key.get_name() != "ssh-ed25519" or key.asbytes()[-32:] != pinned:  # type: ignore[attr-defined]
+                    raise paramiko.SSHException("guest host key does not match the pinned key")
+
+        pem = user_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.OpenSSH, serialization.NoEncryption())
+        client = paramiko.SSHClient()
+        client.set_missing_host_key_policy(PinnedHostKey())
+        client.connect(
+            "127.0.0.1", port=port, username="root", pkey=paramiko.Ed25519Key.from_private_key(io.StringIO(pem.decode())),
+            allow_agent=False, look_for_keys=False, timeout=60, banner_timeout=60, auth_timeout=60,
+        )
+        guest.client = client
+        guest.ssh_seconds = time.monotonic() - t0
+        return guest
+
+    yield boot
+    for guest in started:
+        if guest.process.poll() is None:
+            guest.process.kill()
+            guest.process.wait()
