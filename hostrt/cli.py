@@ -62,9 +62,11 @@ def _register_groups() -> None:
     """Command groups live in their own modules; each registers its commands on the app."""
     from hostrt.cli_containers import register as register_container_commands
     from hostrt.cli_images import register as register_image_commands
+    from hostrt.cli_machine import machine_app
 
     register_container_commands(app)
     register_image_commands(app)
+    app.add_typer(machine_app, name="machine")
 
 
 _register_groups()
