@@ -16,14 +16,32 @@ from hostrt.images.errors import ImageNotFoundError
 from hostrt.images.local import LocalImages, resolve
 from hostrt.images.progress import Progress, Silent
 from hostrt.images.registry import Registry
+from hostrt.images.store import ContentStore
 
 
 @dataclass(frozen=True)
 class PushResult:
+    source: str
     reference: str
     digest: str
     uploaded: int
     skipped: int
+
+
+def _source(store: ContentStore, source: str, destination: str | None) -> tuple[str, oci.Descriptor]:
+    """The local image to push. `push host:5000/busybox` with only `busybox:latest` stored pushes
+    that one: the destination names a registry, the local image the same repository and tag."""
+    try:
+        return resolve(store, source)
+    except ImageNotFoundError:
+        ref = references.parse(source)
+        if destination is not None or ref.domain == references.DEFAULT_DOMAIN or ref.digest:
+            raise
+        local = references.parse(f"{ref.path}:{ref.tag}")
+        try:
+            return resolve(store, local.familiar())
+        except ImageNotFoundError:
+            raise ImageNotFoundError(f"no such image: {source} (nor {local.familiar()}) to push") from None
 
 
 def push(
@@ -37,7 +55,7 @@ def push(
     registry: Registry | None = None,
 ) -> PushResult:
     store = images.store
-    name, top = resolve(store, source)
+    name, top = _source(store, source, destination)
     dest = references.parse(destination or source)
     reg = registry or Registry(dest.registry_host, find_credentials(dest.registry_host), insecure)
     manifests = [top]
@@ -63,4 +81,4 @@ def push(
         if mdesc is not top:
             reg.put_manifest(dest.path, mdesc.digest, mdata, mdesc.mediaType)
     digest = reg.put_manifest(dest.path, dest.target, store.read(top.digest), top.mediaType)
-    return PushResult(reference=str(dest), digest=digest, uploaded=uploaded, skipped=skipped)
+    return PushResult(source=name, reference=str(dest), digest=digest, uploaded=uploaded, skipped=skipped)
