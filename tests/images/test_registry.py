@@ -220,3 +220,27 @@ def test_pull_resumes_from_a_kept_partial_and_survives_a_bad_one(store_root_imag
     partial.write_bytes(b"\xff" * (len(blob) // 2))  # a bad partial: detected, then fetched from zero
     assert pull(other, f"{registry.host}/resume").manifest_digest == digest
     assert other.store.has(layer) and not partial.exists()
+
+
+def test_login_command_checks_and_stores_credentials(busybox_root: Path, basic_registry) -> None:
+    host = basic_registry.host
+    cmd = [sys.executable, "-m", "hostrt", "login", "-u", "alice", "--password-stdin", host]
+    bad = subprocess.run(cmd, input="nope\n", capture_output=True, text=True, env=os.environ)
+    assert bad.returncode == 125 and "unauthorized" in bad.stderr and not (busybox_root / "auth.json").exists()
+    good = subprocess.run(cmd, input="s3cret\n", capture_output=True, text=True, env=os.environ)
+    assert good.returncode == 0, good.stderr
+    assert (busybox_root / "auth.json").stat().st_mode & 0o777 == 0o600
+    out = subprocess.run([sys.executable, "-m", "hostrt", "push", "-q", f"{host}/busybox"], capture_output=True, text=True, env=os.environ)
+    assert out.returncode == 0, out.stderr
+    subprocess.run([sys.executable, "-m", "hostrt", "logout", host], check=True, env=os.environ, capture_output=True)
+    with pytest.raises(AuthError):
+        pull(LocalImages.open(), f"{host}/busybox")
+
+
+def test_oversized_manifest_is_refused(busybox_root: Path, registry, tmp_path: Path, monkeypatch) -> None:
+    from hostrt.images import registry as registry_module
+
+    push(LocalImages.open(), "busybox", f"{registry.host}/busybox")
+    monkeypatch.setattr(registry_module, "MAX_MANIFEST", 100)  # the real limit is 4 MiB; the index is ~500 bytes
+    with pytest.raises(RegistryError, match="larger than 100 bytes"):
+        pull(fresh(tmp_path), f"{registry.host}/busybox")
