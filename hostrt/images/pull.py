@@ -70,7 +70,6 @@ def pull(
             if layer.mediaType not in oci.LAYER_COMPRESSION:
                 raise ImageNotFoundError(f"{ref}: layer {layer.digest} has unsupported media type {layer.mediaType}")
         blobs = [manifest.config, *manifest.layers]
-        fetched = 0
 
         def fetch(desc: oci.Descriptor) -> bool:
             for attempt in (1, 2):
@@ -89,14 +88,15 @@ def pull(
                     return True
             return False
 
-        with ThreadPoolExecutor(max_workers=PARALLEL_BLOBS) as pool:
-            fetched = sum(pool.map(fetch, blobs))
-        for desc in blobs:  # all verified: now make them visible
-            store.publish(desc.digest)
-        config = oci.parse_config(store.read(manifest.config.digest))
+        fetched = fetch(manifest.config)  # first: a wrong platform must be refused before any layer comes
+        config = oci.parse_config(store.read_pending(manifest.config.digest))
         got = config.image_platform()
         if platform is not None and not oci.platform_matches(platform, got):
             raise ImageNotFoundError(f"{ref} is a {got} image, not {platform}")
+        with ThreadPoolExecutor(max_workers=PARALLEL_BLOBS) as pool:
+            fetched += sum(pool.map(fetch, manifest.layers))
+        for desc in blobs:  # all verified: now make them visible
+            store.publish(desc.digest)
         store.put_bytes(mdata, mdigest)
         if top.digest != mdigest:
             store.put_bytes(data, digest)

@@ -244,3 +244,28 @@ def test_oversized_manifest_is_refused(busybox_root: Path, registry, tmp_path: P
     monkeypatch.setattr(registry_module, "MAX_MANIFEST", 100)  # the real limit is 4 MiB; the index is ~500 bytes
     with pytest.raises(RegistryError, match="larger than 100 bytes"):
         pull(fresh(tmp_path), f"{registry.host}/busybox")
+
+
+def test_pull_of_a_single_manifest_for_another_platform_adds_nothing(store_root_image, registry, tmp_path: Path) -> None:
+    local, digest, layer = store_root_image
+    push(local, "big:1", f"{registry.host}/amd64-only")
+    other = fresh(tmp_path, "wrong-platform")
+    with pytest.raises(ImageNotFoundError, match="is a linux/amd64 image, not linux/arm64"):
+        pull(other, f"{registry.host}/amd64-only", ImagePlatform.parse("linux/arm64"))
+    assert other.store.blob_digests() == set() and other.store.names() == []
+    assert not list(other.store.ingest_dir.glob("*.partial"))
+
+
+def test_dropped_connection_mid_blob_resumes_with_range(store_root_image, registry, tmp_path: Path) -> None:
+    from .registry_server import CuttingProxy
+
+    local, digest, layer = store_root_image
+    push(local, "big:1", f"{registry.host}/flaky")
+    proxy = CuttingProxy(registry.host, cut_after=5 << 20)
+    try:
+        result = pull(fresh(tmp_path, "flaky"), f"{proxy.host}/flaky")
+    finally:
+        proxy.stop()
+    assert result.manifest_digest == digest
+    assert proxy.cuts == 1
+    assert any(b"Range: bytes=" in r and layer.encode() in r for r in proxy.requests)
