@@ -15,7 +15,6 @@ import typer
 
 if TYPE_CHECKING:
     from hostrt.images.local import LocalImages
-    from hostrt.images.progress import Progress
 
 image_app = typer.Typer(help="Manage images (build from a recipe, prune).", no_args_is_help=True)
 

@@ -17,7 +17,7 @@ from hostrt.images import reference as references
 from hostrt.images.auth import find_credentials
 from hostrt.images.errors import DigestMismatchError, ImageNotFoundError
 from hostrt.images.local import LocalImages, host_platform
-from hostrt.images.progress import Progress, Silent
+from hostrt.images.progress import SILENT, Progress
 from hostrt.images.registry import Registry
 from hostrt.platform import ImagePlatform
 
@@ -48,7 +48,7 @@ def pull(
     platform: ImagePlatform | None = None,
     *,
     insecure: Iterable[str] = (),
-    progress: Progress = Silent(),
+    progress: Progress = SILENT,
     registry: Registry | None = None,
 ) -> PullResult:
     ref = references.parse(ref_text)
@@ -60,9 +60,9 @@ def pull(
         top = oci.Descriptor(mediaType=media_type, digest=digest, size=len(data))
         if media_type in oci.INDEX_TYPES:
             chosen = choose(oci.parse_index(data), wanted, str(ref))
-            mdata, mtype, mdigest = reg.get_manifest(ref.path, chosen.digest)
+            mdata, _, mdigest = reg.get_manifest(ref.path, chosen.digest)
         elif media_type in oci.MANIFEST_TYPES:
-            mdata, mtype, mdigest = data, media_type, digest
+            mdata, mdigest = data, digest
         else:
             raise ImageNotFoundError(f"{ref} is a {media_type}, not an image this client can pull")
         manifest = oci.parse_manifest(mdata)

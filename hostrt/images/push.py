@@ -14,7 +14,7 @@ from hostrt.images import reference as references
 from hostrt.images.auth import find_credentials
 from hostrt.images.errors import ImageNotFoundError
 from hostrt.images.local import LocalImages, resolve
-from hostrt.images.progress import Progress, Silent
+from hostrt.images.progress import SILENT, Progress
 from hostrt.images.registry import Registry
 from hostrt.images.store import ContentStore
 
@@ -50,7 +50,7 @@ def push(
     destination: str | None = None,
     *,
     insecure: Iterable[str] = (),
-    progress: Progress = Silent(),
+    progress: Progress = SILENT,
     chunk_size: int | None = None,
     registry: Registry | None = None,
 ) -> PushResult:

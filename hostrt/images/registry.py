@@ -20,7 +20,7 @@ from hostrt.images import digest as digests
 from hostrt.images import oci
 from hostrt.images.auth import Authenticator, Credentials
 from hostrt.images.errors import AuthError, DigestMismatchError, ImageNotFoundError, RegistryError
-from hostrt.images.progress import Progress, Silent
+from hostrt.images.progress import SILENT, Progress
 from hostrt.images.store import BlobWriter
 
 TIMEOUT = (10, 60)  # connect, read (seconds between bytes)
@@ -145,7 +145,7 @@ class Registry:
             return False
         raise self._fail(resp, f"blob {digest}")
 
-    def fetch_blob(self, repo: str, desc: oci.Descriptor, writer: BlobWriter, progress: Progress = Silent()) -> None:
+    def fetch_blob(self, repo: str, desc: oci.Descriptor, writer: BlobWriter, progress: Progress = SILENT) -> None:
         """Stream a blob into `writer`, resuming with Range after a dropped connection."""
         key = desc.digest
         progress.start(key, f"{digests.hex_of(desc.digest)[:12]}", desc.size)
@@ -178,7 +178,7 @@ class Registry:
         digest: str,
         size: int,
         open_blob: Callable[[], BinaryIO],
-        progress: Progress = Silent(),
+        progress: Progress = SILENT,
         chunk_size: int | None = None,
         mount_from: str | None = None,
     ) -> str:

@@ -111,7 +111,7 @@ def main() -> None:
             dirs = LayerDirs(layers_root)
             cfg = oci.parse_config(local.store.read(manifest.config.digest))
             t = time.perf_counter()
-            for layer, diff_id in zip(manifest.layers, cfg.rootfs.diff_ids):
+            for layer, diff_id in zip(manifest.layers, cfg.rootfs.diff_ids, strict=True):
                 dirs.ensure(local.store, layer.digest, layer.mediaType, diff_id)
             return time.perf_counter() - t
 

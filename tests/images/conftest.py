@@ -68,7 +68,7 @@ def make_tar() -> Callable[..., bytes]:
 
 
 # -- registries --------------------------------------------------------------------------
-from .registry_server import REGISTRY_BIN, RunningRegistry, TokenIssuer, start_registry  # noqa: E402
+from .registry_server import REGISTRY_BIN, TokenIssuer, start_registry  # noqa: E402
 
 needs_registry = pytest.mark.skipif(REGISTRY_BIN is None, reason="docker-registry (Debian package) is not installed")
 
