@@ -269,3 +269,24 @@ def test_dropped_connection_mid_blob_resumes_with_range(store_root_image, regist
     assert result.manifest_digest == digest
     assert proxy.cuts == 1
     assert any(b"Range: bytes=" in r and layer.encode() in r for r in proxy.requests)
+
+
+def test_docker_schema2_manifest_list_round_trip(hostrt_root: Path, registry, tmp_path: Path) -> None:
+    local = LocalImages.open()
+    store = local.store
+    children = []
+    for arch, content in (("amd64", b"x86"), ("arm64", b"arm")):
+        d = make_image(store, f"tmp-{arch}:1", [tar_bytes([{"name": "arch", "data": content}])], arch=arch, docker=True)
+        children.append(oci.Descriptor(mediaType=oci.DOCKER_MANIFEST, digest=d, size=store.size(d),
+                                       platform=oci.Platform(os="linux", architecture=arch)))
+    listing = oci.dump(oci.Index(mediaType=oci.DOCKER_LIST, manifests=children))
+    store.set_name("multi:1", oci.Descriptor(mediaType=oci.DOCKER_LIST, digest=store.put_bytes(listing), size=len(listing)))
+    pushed = push(local, "multi:1", f"{registry.host}/docker/multi:1")
+    for arch, content in (("amd64", b"x86"), ("arm64", b"arm")):
+        other = fresh(tmp_path, f"docker-{arch}")
+        result = pull(other, f"{registry.host}/docker/multi:1", ImagePlatform.parse(f"linux/{arch}"))
+        assert result.digest == pushed.digest and other.store.lookup(result.name).mediaType == oci.DOCKER_LIST
+        from hostrt.images.local import unpacked_layers
+
+        (layer,) = unpacked_layers(other, result.name, ImagePlatform.parse(f"linux/{arch}"))
+        assert (layer / "arch").read_bytes() == content
