@@ -122,7 +122,7 @@ def push(
     images = _images()
     with _progress(quiet) as progress:
         result = do_push(images, image, destination, insecure=insecure_registry or (), progress=progress, chunk_size=chunk_size)
-    typer.echo(f"{result.source} -> {result.reference}: digest {result.digest} ({result.uploaded} blobs uploaded, {result.skipped} already there)")
+    typer.echo(f"{result.source} -> {result.reference}: digest {result.digest} ({result.uploaded} blobs uploaded, {result.mounted} mounted, {result.skipped} already there)")
 
 
 def images(output: FormatOpt = "text") -> None:

@@ -26,6 +26,7 @@ class PushResult:
     digest: str
     uploaded: int
     skipped: int
+    mounted: int = 0
 
 
 def _source(store: ContentStore, source: str, destination: str | None) -> tuple[str, oci.Descriptor]:
@@ -67,18 +68,23 @@ def push(
                 f"cannot push {name}: its index names images that were not pulled ({', '.join(missing)}); "
                 "pull them with --platform, or push one platform by its manifest digest"
             )
-    uploaded = skipped = 0
+    source_ref = references.parse(name)
+    # Same registry, another repository: ask it to mount the blobs instead of uploading them again.
+    mount_from = source_ref.path if source_ref.domain == dest.domain and source_ref.path != dest.path else None
+    uploaded = skipped = mounted = 0
     for mdesc in manifests:
         mdata = store.read(mdesc.digest)
         manifest = oci.parse_manifest(mdata)
         for blob in [manifest.config, *manifest.layers]:
             outcome = reg.push_blob(
-                dest.path, blob.digest, blob.size, lambda b=blob: store.open_blob(b.digest), progress, chunk_size
+                dest.path, blob.digest, blob.size, lambda b=blob: store.open_blob(b.digest), progress, chunk_size,
+                mount_from,
             )
             progress.finish(blob.digest, outcome)
-            uploaded += outcome != "exists"
+            uploaded += outcome == "pushed"
             skipped += outcome == "exists"
+            mounted += outcome == "mounted"
         if mdesc is not top:
             reg.put_manifest(dest.path, mdesc.digest, mdata, mdesc.mediaType)
     digest = reg.put_manifest(dest.path, dest.target, store.read(top.digest), top.mediaType)
-    return PushResult(source=name, reference=str(dest), digest=digest, uploaded=uploaded, skipped=skipped)
+    return PushResult(source=name, reference=str(dest), digest=digest, uploaded=uploaded, skipped=skipped, mounted=mounted)

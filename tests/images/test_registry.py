@@ -290,3 +290,15 @@ def test_docker_schema2_manifest_list_round_trip(hostrt_root: Path, registry, tm
 
         (layer,) = unpacked_layers(other, result.name, ImagePlatform.parse(f"linux/{arch}"))
         assert (layer / "arch").read_bytes() == content
+
+
+@pytest.mark.parametrize("auth", ["none", "token"])
+def test_push_to_another_repository_of_the_same_registry_mounts_blobs(busybox_root: Path, request, auth: str) -> None:
+    reg = request.getfixturevalue("registry" if auth == "none" else "token_registry")
+    if auth == "token":
+        save_credentials(reg.host, Credentials("bob", "hunter2"))
+    local = LocalImages.open()
+    push(local, "busybox", f"{reg.host}/team-a/busybox")
+    pull(local, f"{reg.host}/team-a/busybox", ImagePlatform.parse("linux/amd64"))
+    result = push(local, f"{reg.host}/team-a/busybox", f"{reg.host}/team-b/busybox")
+    assert (result.mounted, result.uploaded, result.skipped) == (4, 0, 0)  # 2 platforms x (config + layer)
