@@ -15,7 +15,6 @@ import typer
 
 if TYPE_CHECKING:
     from hostrt.images.local import LocalImages
-    from hostrt.images.progress import Progress
 
 image_app = typer.Typer(help="Manage images (build from a recipe, prune).", no_args_is_help=True)
 
@@ -113,13 +112,17 @@ def push(
     chunk_size: Annotated[Optional[int], typer.Option("--chunk-size", help="Upload blobs in chunks of this many bytes.")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress bars.")] = False,
 ) -> None:
-    """Push a local image (all its stored platforms) to a registry."""
+    """Push a local image (all its stored platforms) to a registry.
+
+    `hostrt push HOST:PORT/NAME[:TAG]` pushes the local image of that name, or else the local
+    NAME:TAG (so a built `busybox` can be pushed as `127.0.0.1:5000/busybox` without a tag step).
+    """
     from hostrt.images.push import push as do_push
 
     images = _images()
     with _progress(quiet) as progress:
         result = do_push(images, image, destination, insecure=insecure_registry or (), progress=progress, chunk_size=chunk_size)
-    typer.echo(f"{result.reference}: digest {result.digest} ({result.uploaded} blobs uploaded, {result.skipped} already there)")
+    typer.echo(f"{result.source} -> {result.reference}: digest {result.digest} ({result.uploaded} blobs uploaded, {result.mounted} mounted, {result.skipped} already there)")
 
 
 def images(output: FormatOpt = "text") -> None:

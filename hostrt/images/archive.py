@@ -12,6 +12,7 @@ import hashlib
 import io
 import json
 import os
+import posixpath
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -45,7 +46,16 @@ class _Source:
                 self.tar = tarfile.open(self.path, "r:*")
             except tarfile.TarError as err:
                 raise UsageError(f"{path} is not a tar archive or an OCI layout directory: {err}") from None
-            self.members = {m.name.removeprefix("./"): m for m in self.tar.getmembers() if m.isfile()}
+            all_members = {posixpath.normpath(m.name): m for m in self.tar.getmembers()}
+            self.members = {}
+            for name, m in all_members.items():
+                for _ in range(8):  # docker save links repeated layers to their first copy
+                    if not m.issym():
+                        break
+                    target = posixpath.normpath(posixpath.join(posixpath.dirname(name), m.linkname))
+                    m = all_members.get(target, m) if target != name else m
+                if m.isfile():
+                    self.members[name] = m
         elif not self.path.is_dir():
             raise UsageError(f"no such file or directory: {path}")
 

@@ -150,7 +150,8 @@ class Authenticator:
         if scheme != "bearer" or "realm" not in params:
             raise AuthError(f"{self.host} asks for unsupported authentication {challenge!r}")
         query = {"service": params["service"]} if params.get("service") else {}
-        scopes = [s for s in {params.get("scope"), scope} if s]
+        # A challenge may ask for several scopes at once, space-separated (a cross-repo mount).
+        scopes = sorted({*(params.get("scope") or "").split(), scope} - {""})
         headers = {"Authorization": self.credentials.basic_header()} if self.credentials else {}
         try:
             resp = session.get(params["realm"], params={**query, "scope": scopes}, headers=headers, timeout=timeout)

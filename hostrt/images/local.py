@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import platform as _stdlib_platform
 from dataclasses import dataclass
+from pathlib import Path
 
 from pydantic import BaseModel
 
@@ -201,3 +202,12 @@ def remove(images: LocalImages, text: str) -> tuple[str, list[str]]:
     images.store.remove_name(name)
     blobs, _ = collect(images)
     return name, blobs
+
+
+def unpacked_layers(images: LocalImages, text: str, wanted: ImagePlatform | None = None) -> list[Path]:
+    """The unpacked layer directories of an image, bottom layer first (overlayfs wants them reversed).
+
+    Unpacks what is missing; each layer's diff id is checked against the image config.
+    """
+    d = details(images.store, text, wanted)
+    return [images.layers.ensure(images.store, l.digest, l.mediaType, l.diff_id) for l in d.layers]

@@ -24,3 +24,6 @@ class Silent:
 
     def finish(self, key: str, note: str) -> None:
         pass
+
+
+SILENT = Silent()

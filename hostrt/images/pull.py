@@ -17,7 +17,7 @@ from hostrt.images import reference as references
 from hostrt.images.auth import find_credentials
 from hostrt.images.errors import DigestMismatchError, ImageNotFoundError
 from hostrt.images.local import LocalImages, host_platform
-from hostrt.images.progress import Progress, Silent
+from hostrt.images.progress import SILENT, Progress
 from hostrt.images.registry import Registry
 from hostrt.platform import ImagePlatform
 
@@ -48,7 +48,7 @@ def pull(
     platform: ImagePlatform | None = None,
     *,
     insecure: Iterable[str] = (),
-    progress: Progress = Silent(),
+    progress: Progress = SILENT,
     registry: Registry | None = None,
 ) -> PullResult:
     ref = references.parse(ref_text)
@@ -60,9 +60,9 @@ def pull(
         top = oci.Descriptor(mediaType=media_type, digest=digest, size=len(data))
         if media_type in oci.INDEX_TYPES:
             chosen = choose(oci.parse_index(data), wanted, str(ref))
-            mdata, mtype, mdigest = reg.get_manifest(ref.path, chosen.digest)
+            mdata, _, mdigest = reg.get_manifest(ref.path, chosen.digest)
         elif media_type in oci.MANIFEST_TYPES:
-            mdata, mtype, mdigest = data, media_type, digest
+            mdata, mdigest = data, digest
         else:
             raise ImageNotFoundError(f"{ref} is a {media_type}, not an image this client can pull")
         manifest = oci.parse_manifest(mdata)
@@ -70,7 +70,6 @@ def pull(
             if layer.mediaType not in oci.LAYER_COMPRESSION:
                 raise ImageNotFoundError(f"{ref}: layer {layer.digest} has unsupported media type {layer.mediaType}")
         blobs = [manifest.config, *manifest.layers]
-        fetched = 0
 
         def fetch(desc: oci.Descriptor) -> bool:
             for attempt in (1, 2):
@@ -89,14 +88,15 @@ def pull(
                     return True
             return False
 
-        with ThreadPoolExecutor(max_workers=PARALLEL_BLOBS) as pool:
-            fetched = sum(pool.map(fetch, blobs))
-        for desc in blobs:  # all verified: now make them visible
-            store.publish(desc.digest)
-        config = oci.parse_config(store.read(manifest.config.digest))
+        fetched = fetch(manifest.config)  # first: a wrong platform must be refused before any layer comes
+        config = oci.parse_config(store.read_pending(manifest.config.digest))
         got = config.image_platform()
         if platform is not None and not oci.platform_matches(platform, got):
             raise ImageNotFoundError(f"{ref} is a {got} image, not {platform}")
+        with ThreadPoolExecutor(max_workers=PARALLEL_BLOBS) as pool:
+            fetched += sum(pool.map(fetch, manifest.layers))
+        for desc in blobs:  # all verified: now make them visible
+            store.publish(desc.digest)
         store.put_bytes(mdata, mdigest)
         if top.digest != mdigest:
             store.put_bytes(data, digest)

@@ -20,11 +20,12 @@ from hostrt.images import digest as digests
 from hostrt.images import oci
 from hostrt.images.auth import Authenticator, Credentials
 from hostrt.images.errors import AuthError, DigestMismatchError, ImageNotFoundError, RegistryError
-from hostrt.images.progress import Progress, Silent
+from hostrt.images.progress import SILENT, Progress
 from hostrt.images.store import BlobWriter
 
 TIMEOUT = (10, 60)  # connect, read (seconds between bytes)
 RETRIES = 5
+MAX_MANIFEST = 4 << 20  # the distribution spec's limit; a bigger "manifest" is an attack on memory
 _CHUNK = 1 << 20
 _TRANSIENT = (requests.ConnectionError, requests.Timeout, requests.exceptions.ChunkedEncodingError)
 
@@ -111,11 +112,14 @@ class Registry:
     def get_manifest(self, repo: str, target: str) -> tuple[bytes, str, str]:
         """(bytes, media type, digest) of a manifest or index, verified."""
         resp = self._request(
-            "GET", f"/v2/{repo}/manifests/{target}", self.scope(repo), headers={"Accept": oci.ACCEPT}
+            "GET", f"/v2/{repo}/manifests/{target}", self.scope(repo), headers={"Accept": oci.ACCEPT}, stream=True
         )
         if resp.status_code != 200:
             raise self._fail(resp, f"manifest {repo}:{target}")
-        data = resp.content
+        data = resp.raw.read(MAX_MANIFEST + 1, decode_content=True)
+        resp.close()
+        if len(data) > MAX_MANIFEST:
+            raise RegistryError(f"manifest {repo}:{target} is larger than {MAX_MANIFEST} bytes: refused")
         actual = digests.of_bytes(data)
         expected = target if target.startswith("sha256:") else resp.headers.get("Docker-Content-Digest", actual)
         if actual != expected:
@@ -141,7 +145,7 @@ class Registry:
             return False
         raise self._fail(resp, f"blob {digest}")
 
-    def fetch_blob(self, repo: str, desc: oci.Descriptor, writer: BlobWriter, progress: Progress = Silent()) -> None:
+    def fetch_blob(self, repo: str, desc: oci.Descriptor, writer: BlobWriter, progress: Progress = SILENT) -> None:
         """Stream a blob into `writer`, resuming with Range after a dropped connection."""
         key = desc.digest
         progress.start(key, f"{digests.hex_of(desc.digest)[:12]}", desc.size)
@@ -174,7 +178,7 @@ class Registry:
         digest: str,
         size: int,
         open_blob: Callable[[], BinaryIO],
-        progress: Progress = Silent(),
+        progress: Progress = SILENT,
         chunk_size: int | None = None,
         mount_from: str | None = None,
     ) -> str:

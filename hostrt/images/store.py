@@ -142,6 +142,16 @@ class ContentStore:
         digests.verify_bytes(data, digest, f"stored blob {digest}")
         return data
 
+    def read_pending(self, digest: str) -> bytes:
+        """Read a small blob that is stored or parked verified in ingest (re-verified)."""
+        path = self.blob_path(digest) if self.has(digest) else self.verified_path(digest)
+        try:
+            data = path.read_bytes()
+        except FileNotFoundError:
+            raise ImageNotFoundError(f"blob {digest} is not in the store") from None
+        digests.verify_bytes(data, digest, f"stored blob {digest}")
+        return data
+
     @contextmanager
     def writer(self, digest: str, size: int | None = None) -> Iterator[BlobWriter | None]:
         """Exclusive writer for `digest`; yields None if the blob is already stored.

@@ -68,7 +68,7 @@ def make_tar() -> Callable[..., bytes]:
 
 
 # -- registries --------------------------------------------------------------------------
-from .registry_server import REGISTRY_BIN, RunningRegistry, TokenIssuer, start_registry  # noqa: E402
+from .registry_server import REGISTRY_BIN, TokenIssuer, start_registry  # noqa: E402
 
 needs_registry = pytest.mark.skipif(REGISTRY_BIN is None, reason="docker-registry (Debian package) is not installed")
 
@@ -136,8 +136,11 @@ def busybox_root(busybox_store: Path, hostrt_root: Path) -> Path:
     return hostrt_root
 
 
-def make_image(store: ContentStore, name: str, layers: list[bytes], arch: str = "amd64") -> str:
-    """Store a single-platform image of gzip layers (given as raw tars); returns its manifest digest."""
+def make_image(store: ContentStore, name: str, layers: list[bytes], arch: str = "amd64", docker: bool = False) -> str:
+    """Store a single-platform image of gzip layers (given as raw tars); returns its manifest digest.
+
+    docker=True writes Docker schema2 media types instead of OCI ones.
+    """
     import gzip as _gzip
 
     from hostrt.images import oci
@@ -146,15 +149,18 @@ def make_image(store: ContentStore, name: str, layers: list[bytes], arch: str = 
     descs, diff_ids = [], []
     for raw in layers:
         blob = _gzip.compress(raw, mtime=0, compresslevel=1)
-        descs.append(oci.Descriptor(mediaType=oci.OCI_LAYER_GZIP, digest=store.put_bytes(blob), size=len(blob)))
+        layer_type = oci.DOCKER_LAYER_GZIP if docker else oci.OCI_LAYER_GZIP
+        descs.append(oci.Descriptor(mediaType=layer_type, digest=store.put_bytes(blob), size=len(blob)))
         diff_ids.append(of_bytes(raw))
     config = oci.dump(oci.ImageConfig(architecture=arch, os="linux", config={"Cmd": ["sh"]},
                                       rootfs=oci.RootFS(diff_ids=diff_ids)))
+    manifest_type = oci.DOCKER_MANIFEST if docker else oci.OCI_MANIFEST
     manifest = oci.dump(oci.Manifest(
-        mediaType=oci.OCI_MANIFEST,
-        config=oci.Descriptor(mediaType=oci.OCI_CONFIG, digest=store.put_bytes(config), size=len(config)),
+        mediaType=manifest_type,
+        config=oci.Descriptor(mediaType=oci.DOCKER_CONFIG if docker else oci.OCI_CONFIG,
+                              digest=store.put_bytes(config), size=len(config)),
         layers=descs,
     ))
     digest = store.put_bytes(manifest)
-    store.set_name(name, oci.Descriptor(mediaType=oci.OCI_MANIFEST, digest=digest, size=len(manifest)))
+    store.set_name(name, oci.Descriptor(mediaType=manifest_type, digest=digest, size=len(manifest)))
     return digest

@@ -183,3 +183,55 @@ class TokenIssuer:
 
     def stop(self) -> None:
         self.server.shutdown()
+
+
+class CuttingProxy:
+    """A TCP proxy to a registry that drops one connection after `cut_after` response bytes.
+
+    Stands in for a flaky network: the registry stays real, the connection breaks mid-blob.
+    """
+
+    def __init__(self, upstream: str, cut_after: int) -> None:
+        self.upstream = upstream.rsplit(":", 1)
+        self.cut_after = cut_after
+        self.cuts = 0
+        self.requests: list[bytes] = []
+        self.listener = socket.socket()
+        self.listener.bind(("127.0.0.1", 0))
+        self.listener.listen(16)
+        self.host = f"127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection((self.upstream[0], int(self.upstream[1])))
+            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, is_response: bool) -> None:
+        sent = 0
+        try:
+            while data := src.recv(65536):
+                if not is_response:
+                    self.requests.append(data)
+                elif self.cuts == 0 and sent + len(data) > self.cut_after:
+                    self.cuts += 1
+                    dst.sendall(data[: self.cut_after - sent])
+                    break
+                dst.sendall(data)
+                sent += len(data)
+        except OSError:
+            pass
+        for s in (src, dst):
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            s.close()
+
+    def stop(self) -> None:
+        self.listener.close()

@@ -9,7 +9,6 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 
 from .conftest import REPO_ROOT, tar_bytes
 
@@ -28,7 +27,8 @@ def test_build_push_rmi_pull_inspect(busybox_store: Path, hostrt_root: Path, reg
     built = hostrt("image", "build", str(REPO_ROOT / "images" / "busybox"))
     index_digest = built.stdout.split()[-1]
     dest = f"{registry.host}/busybox"
-    hostrt("push", "busybox", dest)
+    pushed = hostrt("push", dest).stdout  # the local busybox:latest, to the registry
+    assert pushed.startswith(f"busybox:latest -> {dest}:latest: digest {index_digest}")
     hostrt("rmi", "busybox")
     assert json.loads(hostrt("images", "--format", "json").stdout) == []
     assert list((hostrt_root / "store" / "blobs" / "sha256").iterdir()) == []

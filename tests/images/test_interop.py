@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from hostrt.images import oci
 from hostrt.images.archive import load
 from hostrt.images.local import LocalImages, details
 from hostrt.paths import Paths
@@ -71,3 +72,14 @@ def test_we_load_an_image_made_by_umoci(hostrt_root: Path, tmp_path: Path) -> No
     assert (layer / "etc" / "note.txt").read_text() == "from umoci\n"
     index = json.loads((layout / "index.json").read_text())
     assert index["manifests"][0]["digest"] in {d.digest, d.manifest_digest}
+
+
+@needs_skopeo
+def test_skopeo_reads_what_we_pushed(busybox_root: Path, registry) -> None:
+    from hostrt.images.push import push
+
+    pushed = push(LocalImages.open(), "busybox", f"{registry.host}/busybox")
+    raw = json.loads(run("skopeo", "inspect", "--raw", "--tls-verify=false", f"docker://{registry.host}/busybox"))
+    assert raw["mediaType"] == oci.OCI_INDEX and len(raw["manifests"]) == 2
+    info = json.loads(run("skopeo", "inspect", "--tls-verify=false", "--override-arch", "arm64", f"docker://{registry.host}/busybox"))
+    assert info["Architecture"] == "arm64" and info["Digest"] == pushed.digest

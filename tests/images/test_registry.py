@@ -220,3 +220,85 @@ def test_pull_resumes_from_a_kept_partial_and_survives_a_bad_one(store_root_imag
     partial.write_bytes(b"\xff" * (len(blob) // 2))  # a bad partial: detected, then fetched from zero
     assert pull(other, f"{registry.host}/resume").manifest_digest == digest
     assert other.store.has(layer) and not partial.exists()
+
+
+def test_login_command_checks_and_stores_credentials(busybox_root: Path, basic_registry) -> None:
+    host = basic_registry.host
+    cmd = [sys.executable, "-m", "hostrt", "login", "-u", "alice", "--password-stdin", host]
+    bad = subprocess.run(cmd, input="nope\n", capture_output=True, text=True, env=os.environ)
+    assert bad.returncode == 125 and "unauthorized" in bad.stderr and not (busybox_root / "auth.json").exists()
+    good = subprocess.run(cmd, input="s3cret\n", capture_output=True, text=True, env=os.environ)
+    assert good.returncode == 0, good.stderr
+    assert (busybox_root / "auth.json").stat().st_mode & 0o777 == 0o600
+    out = subprocess.run([sys.executable, "-m", "hostrt", "push", "-q", f"{host}/busybox"], capture_output=True, text=True, env=os.environ)
+    assert out.returncode == 0, out.stderr
+    subprocess.run([sys.executable, "-m", "hostrt", "logout", host], check=True, env=os.environ, capture_output=True)
+    with pytest.raises(AuthError):
+        pull(LocalImages.open(), f"{host}/busybox")
+
+
+def test_oversized_manifest_is_refused(busybox_root: Path, registry, tmp_path: Path, monkeypatch) -> None:
+    from hostrt.images import registry as registry_module
+
+    push(LocalImages.open(), "busybox", f"{registry.host}/busybox")
+    monkeypatch.setattr(registry_module, "MAX_MANIFEST", 100)  # the real limit is 4 MiB; the index is ~500 bytes
+    with pytest.raises(RegistryError, match="larger than 100 bytes"):
+        pull(fresh(tmp_path), f"{registry.host}/busybox")
+
+
+def test_pull_of_a_single_manifest_for_another_platform_adds_nothing(store_root_image, registry, tmp_path: Path) -> None:
+    local, digest, layer = store_root_image
+    push(local, "big:1", f"{registry.host}/amd64-only")
+    other = fresh(tmp_path, "wrong-platform")
+    with pytest.raises(ImageNotFoundError, match="is a linux/amd64 image, not linux/arm64"):
+        pull(other, f"{registry.host}/amd64-only", ImagePlatform.parse("linux/arm64"))
+    assert other.store.blob_digests() == set() and other.store.names() == []
+    assert not list(other.store.ingest_dir.glob("*.partial"))
+
+
+def test_dropped_connection_mid_blob_resumes_with_range(store_root_image, registry, tmp_path: Path) -> None:
+    from .registry_server import CuttingProxy
+
+    local, digest, layer = store_root_image
+    push(local, "big:1", f"{registry.host}/flaky")
+    proxy = CuttingProxy(registry.host, cut_after=5 << 20)
+    try:
+        result = pull(fresh(tmp_path, "flaky"), f"{proxy.host}/flaky")
+    finally:
+        proxy.stop()
+    assert result.manifest_digest == digest
+    assert proxy.cuts == 1
+    assert any(b"Range: bytes=" in r and layer.encode() in r for r in proxy.requests)
+
+
+def test_docker_schema2_manifest_list_round_trip(hostrt_root: Path, registry, tmp_path: Path) -> None:
+    local = LocalImages.open()
+    store = local.store
+    children = []
+    for arch, content in (("amd64", b"x86"), ("arm64", b"arm")):
+        d = make_image(store, f"tmp-{arch}:1", [tar_bytes([{"name": "arch", "data": content}])], arch=arch, docker=True)
+        children.append(oci.Descriptor(mediaType=oci.DOCKER_MANIFEST, digest=d, size=store.size(d),
+                                       platform=oci.Platform(os="linux", architecture=arch)))
+    listing = oci.dump(oci.Index(mediaType=oci.DOCKER_LIST, manifests=children))
+    store.set_name("multi:1", oci.Descriptor(mediaType=oci.DOCKER_LIST, digest=store.put_bytes(listing), size=len(listing)))
+    pushed = push(local, "multi:1", f"{registry.host}/docker/multi:1")
+    for arch, content in (("amd64", b"x86"), ("arm64", b"arm")):
+        other = fresh(tmp_path, f"docker-{arch}")
+        result = pull(other, f"{registry.host}/docker/multi:1", ImagePlatform.parse(f"linux/{arch}"))
+        assert result.digest == pushed.digest and other.store.lookup(result.name).mediaType == oci.DOCKER_LIST
+        from hostrt.images.local import unpacked_layers
+
+        (layer,) = unpacked_layers(other, result.name, ImagePlatform.parse(f"linux/{arch}"))
+        assert (layer / "arch").read_bytes() == content
+
+
+@pytest.mark.parametrize("auth", ["none", "token"])
+def test_push_to_another_repository_of_the_same_registry_mounts_blobs(busybox_root: Path, request, auth: str) -> None:
+    reg = request.getfixturevalue("registry" if auth == "none" else "token_registry")
+    if auth == "token":
+        save_credentials(reg.host, Credentials("bob", "hunter2"))
+    local = LocalImages.open()
+    push(local, "busybox", f"{reg.host}/team-a/busybox")
+    pull(local, f"{reg.host}/team-a/busybox", ImagePlatform.parse("linux/amd64"))
+    result = push(local, f"{reg.host}/team-a/busybox", f"{reg.host}/team-b/busybox")
+    assert (result.mounted, result.uploaded, result.skipped) == (4, 0, 0)  # 2 platforms x (config + layer)
