@@ -1,0 +1,181 @@
+"""Join a container to its network before the runtime runs, and undo it when the container goes.
+
+`setup` leases an address, makes the bridge if needed, creates the namespace file with a
+configured veth, and writes the container's /etc/hosts and /etc/resolv.conf. What it did is
+written first to `network.json` in the container directory, so `teardown` (called by `rm`,
+by the monitor for `--rm`, and by `system prune` after a crash) undoes exactly that and
+nothing else; each step of `teardown` is safe to repeat.
+
+Names on a user network resolve through /etc/hosts: every member's hosts file lists every
+other member, rewritten in place (the file is bind-mounted) under the network's lease lock.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from hostrt.errors import HostrtError, UsageError
+from hostrt.network import bridge, nat, netns
+from hostrt.network.ipam import AddressesExhaustedError, Leases, pick_address
+from hostrt.network.networks import Network, NetworkStore
+
+NETWORK_FILE = "network.json"
+HOSTS_BASE = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+
+
+@dataclass
+class Attachment:
+    """What `setup` did for one container (its `network.json`)."""
+
+    mode: str  # "bridge" (default or user network), "container", "host", "none"
+    network: str = ""
+    networks_dir: str = ""
+    bridge: str = ""
+    address: str = ""
+    prefix: int = 0
+    gateway: str = ""
+    netns: str = ""
+    veth: str = ""
+    names: list[str] = field(default_factory=list)
+    ports: list[dict] = field(default_factory=list)
+
+    def save(self, container_dir: Path) -> None:
+        temp = container_dir / (NETWORK_FILE + ".tmp")
+        temp.write_text(json.dumps(asdict(self)))
+        os.replace(temp, container_dir / NETWORK_FILE)
+
+
+def read(container_dir: Path) -> Attachment | None:
+    try:
+        return Attachment(**json.loads((container_dir / NETWORK_FILE).read_text()))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def veth_name(container_id: str) -> str:
+    return "vh" + container_id[:12]  # interface names are at most 15 bytes
+
+
+def netns_path(run_dir: Path, container_id: str) -> Path:
+    return run_dir / "netns" / container_id
+
+
+def _container_name(container_dir: Path) -> str | None:
+    try:
+        return json.loads((container_dir / "record.json").read_text()).get("name")
+    except (OSError, ValueError):
+        return None
+
+
+def setup(container_dir: Path, container_id: str, hostname: str, network: str, publish: list[dict],
+          data_dir: Path, run_dir: Path) -> str | None:
+    """Connect the container as `--network` says; the namespace path for config.json, or None.
+
+    None means: host networking (no namespace) for "host", a fresh empty namespace made by
+    the runtime for "none".
+    """
+    if network in ("host", "none"):
+        Attachment(mode=network).save(container_dir)
+        return None
+    if network.startswith("container:"):
+        return _share(container_dir, network.partition(":")[2], data_dir, run_dir)
+    store = NetworkStore(data_dir / "networks")
+    net = store.get(network)
+    names = [n for n in {_container_name(container_dir), hostname} if n]
+    attachment = Attachment(mode="bridge", network=net.name, networks_dir=str(store.directory), bridge=net.bridge,
+                            prefix=net.prefix, gateway=net.gateway, netns=str(netns_path(run_dir, container_id)),
+                            veth=veth_name(container_id), names=names, ports=publish)
+    attachment.save(container_dir)  # before anything exists, so a crash from here on is undone by prune
+    leases = Leases(store.directory, net.name)
+    with leases.locked() as held:
+        try:
+            attachment.address = held.setdefault(container_id, pick_address(net.subnet, net.gateway, held))
+        except AddressesExhaustedError as err:
+            raise HostrtError(f"network {net.name}: {err}") from None
+        bridge.ensure(net)
+        if net.builtin:
+            nat.install(net)
+    attachment.save(container_dir)
+    netns.create(Path(attachment.netns), attachment.veth, attachment.address, net.prefix, net.gateway)
+    done = bridge.ip_batch([f"link set {attachment.veth} master {net.bridge}", f"link set {attachment.veth} up"])
+    if done.returncode != 0:
+        raise HostrtError(f"cannot attach {attachment.veth} to {net.bridge}: {done.stderr.strip()}")
+    _write_resolv_conf(container_dir / "resolv.conf")
+    with leases.locked():
+        (container_dir / "hosts").write_text(HOSTS_BASE + f"{attachment.address}\t{hostname}\n")
+        if not net.builtin:
+            _refresh_hosts(container_dir.parent, leases.read())
+    return attachment.netns
+
+
+def _share(container_dir: Path, ref: str, data_dir: Path, run_dir: Path) -> str:
+    """`--network container:NAME`: join that container's namespace file (it must have one)."""
+    from hostrt.engine.records import RecordStore
+
+    other = RecordStore(data_dir / "containers").find(ref)
+    path = netns_path(run_dir, other.id)
+    if not path.exists():
+        raise UsageError(f"invalid --network container:{ref}: that container has no network namespace of its own "
+                         "(it uses host or none)")
+    Attachment(mode="container", netns=str(path)).save(container_dir)
+    other_dir = data_dir / "containers" / other.id
+    for name in ("hosts", "resolv.conf"):
+        if (other_dir / name).exists():
+            (container_dir / name).write_text((other_dir / name).read_text())
+    return str(path)
+
+
+def _write_resolv_conf(path: Path) -> None:
+    """The host's resolvers, minus loopback ones (a container's loopback is its own)."""
+    try:
+        lines = Path("/etc/resolv.conf").read_text().splitlines()
+    except OSError:
+        lines = []
+    kept = [line for line in lines
+            if not (line.split()[:1] == ["nameserver"] and line.split()[1:2]
+                    and (line.split()[1].startswith("127.") or line.split()[1] == "::1"))]
+    path.write_text("\n".join(kept) + ("\n" if kept else ""))
+
+
+def _refresh_hosts(containers_dir: Path, leases: dict[str, str]) -> None:
+    """Rewrite each member's hosts file (in place: it is bind-mounted) to list all members."""
+    members = {cid: read(containers_dir / cid) for cid in leases}
+    lines = {cid: f"{a.address}\t{' '.join(a.names)}\n" for cid, a in members.items() if a is not None and a.address}
+    for cid, entry in lines.items():
+        try:
+            with open(containers_dir / cid / "hosts", "w") as hosts:
+                hosts.write(HOSTS_BASE + entry + "".join(line for other, line in lines.items() if other != cid))
+        except OSError:
+            pass  # being removed right now
+
+
+def teardown(container_dir: Path, container_id: str) -> None:
+    """Undo `setup` from the container's `network.json`; every step may already be done."""
+    attachment = read(container_dir)
+    if attachment is None or attachment.mode != "bridge":
+        return
+    release(Path(attachment.networks_dir), attachment.network, container_id, attachment.veth,
+            Path(attachment.netns), container_dir.parent)
+
+
+def release(networks_dir: Path, network: str, container_id: str, veth: str, netns_file: Path,
+            containers_dir: Path) -> None:
+    """Delete the veth and namespace file, free the lease; the default bridge goes with its last lease."""
+    bridge.delete(veth)
+    netns.remove(netns_file)
+    try:
+        net: Network | None = NetworkStore(networks_dir).get(network)
+    except HostrtError:
+        net = None  # its network was removed behind its back: free the lease anyway
+    leases = Leases(networks_dir, network)
+    with leases.locked() as held:
+        held.pop(container_id, None)
+        if net is not None and net.builtin and not held:
+            bridge.delete(net.bridge)
+            nat.remove(net)
+        elif net is not None and not net.builtin:
+            _refresh_hosts(containers_dir, {cid: ip for cid, ip in held.items()})
+

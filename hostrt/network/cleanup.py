@@ -1,0 +1,46 @@
+"""What `system prune` removes for networking after a crash: whatever no container record owns.
+
+Three places can hold leftovers of a container whose record is gone (a hostrt killed in
+the middle of `run` or `rm`): its `network.json` in an orphaned container directory, a
+namespace file under the run directory, a lease. Each is traced back to a container id;
+an id with no record is released (veth, namespace, lease, and the default bridge and its
+NAT rule once it has no lease left).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from hostrt.network import attach, bridge, nat, netns
+from hostrt.network.ipam import Leases
+from hostrt.network.networks import NetworkStore
+
+
+def prune(data_dir: Path, run_dir: Path) -> list[str]:
+    """Release every network resource whose container has no record; what was removed."""
+    containers = data_dir / "containers"
+    store = NetworkStore(data_dir / "networks")
+    owned = {p.parent.name for p in containers.glob("*/record.json")}
+    removed: list[str] = []
+    for directory in containers.glob("*"):
+        if directory.name not in owned and (directory / attach.NETWORK_FILE).exists():
+            attach.teardown(directory, directory.name)
+            (directory / attach.NETWORK_FILE).unlink(missing_ok=True)
+            removed.append(f"network of {directory.name[:12]}")
+    for network in store.all():
+        for container_id in set(Leases(store.directory, network.name).read()) - owned:
+            attach.release(store.directory, network.name, container_id, attach.veth_name(container_id),
+                           attach.netns_path(run_dir, container_id), containers)
+            removed.append(f"lease of {container_id[:12]} on {network.name}")
+        if network.builtin and not Leases(store.directory, network.name).read() and bridge.exists(network.bridge):
+            with Leases(store.directory, network.name).locked() as held:
+                if not held:
+                    bridge.delete(network.bridge)
+                    nat.remove(network)
+                    removed.append(f"bridge {network.bridge}")
+    for path in (run_dir / "netns").glob("*"):
+        if path.name not in owned:
+            bridge.delete(attach.veth_name(path.name))
+            netns.remove(path)
+            removed.append(f"network namespace {path.name[:12]}")
+    return removed
