@@ -67,6 +67,7 @@ def _register_groups() -> None:
     register_container_commands(app)
     register_image_commands(app)
     app.add_typer(machine_app, name="machine")
+    __import__("hostrt.cli_network").cli_network.register(app)
 
 
 _register_groups()

@@ -26,11 +26,11 @@ def _engine():  # noqa: ANN202
 
 
 def _options(name, command, entrypoint, env, env_file, workdir, user, volume, tmpfs, read_only, memory, cpus,  # noqa: ANN001, ANN202
-             pids_limit, cap_add, cap_drop, security_opt, hostname, network, tty, interactive):
+             pids_limit, cap_add, cap_drop, security_opt, hostname, network, tty, interactive, publish=None):
     from hostrt.engine import options as opts
+    from hostrt.network.choice import check_network, parse_publish
 
-    if network not in ("none", "host"):
-        raise UsageError(f"invalid --network value {network!r}: expected none or host")
+    check_network(network)
     no_new_privileges, seccomp = opts.parse_security_opts(security_opt or [])
     return opts.RunOptions(
         name=name,
@@ -51,6 +51,7 @@ def _options(name, command, entrypoint, env, env_file, workdir, user, volume, tm
         seccomp=seccomp,
         hostname=hostname,
         network=network,
+        publish=parse_publish(publish or [], network),
         tty=tty,
         interactive=interactive,
     )
@@ -90,7 +91,8 @@ def run(
     cap_drop: Annotated[Multi, typer.Option("--cap-drop")] = None,
     security_opt: Annotated[Multi, typer.Option("--security-opt")] = None,
     hostname: Annotated[Optional[str], typer.Option("--hostname", "-h")] = None,
-    network: Annotated[str, typer.Option("--network", help="none or host.")] = "none",
+    network: Annotated[str, typer.Option("--network", help="bridge, none, host, container:NAME or a user network.")] = "bridge",
+    publish: Annotated[Multi, typer.Option("--publish", "-p", help="IP:HOSTPORT:CTRPORT/PROTO as docker -p; IP, HOSTPORT, PROTO optional (repeatable).")] = None,
     platform: Annotated[Optional[str], typer.Option("--platform", help="os/arch[/variant].")] = None,
     backend: Annotated[Optional[str], typer.Option("--backend", help="native or lightvm (default: chosen per image).")] = None,
     pull: Annotated[str, typer.Option("--pull", help="missing, always or never.")] = "missing",
@@ -101,7 +103,8 @@ def run(
         image, command, rm=rm, platform=platform, backend=backend, pull=pull, name=name, entrypoint=entrypoint,
         env=env, env_file=env_file, workdir=workdir, user=user, volume=volume, tmpfs=tmpfs, read_only=read_only,
         memory=memory, cpus=cpus, pids_limit=pids_limit, cap_add=cap_add, cap_drop=cap_drop,
-        security_opt=security_opt, hostname=hostname, network=network, tty=tty, interactive=interactive)
+        security_opt=security_opt, hostname=hostname, network=network, tty=tty, interactive=interactive,
+        publish=publish)
     if explain:
         from hostrt.engine.create import explain as explain_decision
 
@@ -134,7 +137,8 @@ def create(
     volume: Annotated[Multi, typer.Option("--volume", "-v")] = None,
     memory: Annotated[Optional[str], typer.Option("--memory", "-m")] = None,
     pids_limit: Annotated[Optional[int], typer.Option("--pids-limit")] = None,
-    network: Annotated[str, typer.Option("--network")] = "none",
+    network: Annotated[str, typer.Option("--network")] = "bridge",
+    publish: Annotated[Multi, typer.Option("--publish", "-p")] = None,
     platform: Annotated[Optional[str], typer.Option("--platform")] = None,
     pull: Annotated[str, typer.Option("--pull")] = "missing",
 ) -> None:
@@ -143,7 +147,7 @@ def create(
         image, command, rm=rm, platform=platform, backend=None, pull=pull, name=name, entrypoint=entrypoint, env=env,
         env_file=None, workdir=workdir, user=user, volume=volume, tmpfs=None, read_only=False, memory=memory,
         cpus=None, pids_limit=pids_limit, cap_add=None, cap_drop=None, security_opt=None, hostname=None,
-        network=network, tty=False, interactive=interactive)
+        network=network, tty=False, interactive=interactive, publish=publish)
     typer.echo(create_container(engine, request).id)
 
 

@@ -144,6 +144,7 @@ def build_spec(
     rootfs: Path,
     container_id: str,
     files: ContainerFiles,
+    netns: str | None = None,
 ) -> dict[str, Any]:
     """The runtime-spec v1.1 config for one container (rootfs given as an absolute path)."""
     hostname = options.hostname or container_id[:12]
@@ -151,8 +152,8 @@ def build_spec(
     caps = capabilities(options)
     process_caps = caps if user.uid == 0 else []  # docker gives non-root processes no effective caps
     namespaces = [{"type": kind} for kind in ("pid", "ipc", "uts", "mount", "cgroup")]
-    if options.network == "none":
-        namespaces.append({"type": "network"})
+    if options.network != "host":  # joined by path when hostrt made it (bridge), else a new empty one
+        namespaces.append({"type": "network", **({"path": netns} if netns else {})})
     resources = _resources(options)
     resources["devices"] += [
         {"allow": True, "type": kind, "major": major, **({"minor": minor} if minor is not None else {}), "access": "rwm"}

@@ -12,6 +12,8 @@ from typing import Any
 
 from hostrt.engine.options import RunOptions
 from hostrt.engine.snapshot import mount_rootfs
+from hostrt.network import attach
+from hostrt.paths import Paths
 from hostrt.spec import ContainerFiles, build_spec
 
 HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
@@ -36,11 +38,13 @@ def write_container_files(container_dir: Path, hostname: str, network: str) -> C
 
 
 def prepare_bundle(container_dir: Path, container_id: str, image_config: dict[str, Any], options: RunOptions,
-                   lower_dirs: list[Path]) -> dict[str, Any]:
-    """Mount the rootfs and write config.json; returns the spec written."""
+                   lower_dirs: list[Path], paths: Paths | None = None) -> dict[str, Any]:
+    """Mount the rootfs, connect the network namespace and write config.json; returns the spec written."""
+    paths = paths or Paths.default()
     rootfs = mount_rootfs(lower_dirs, container_dir)
     hostname = options.hostname or container_id[:12]
     files = write_container_files(container_dir, hostname, options.network)
-    spec = build_spec(image_config, options, rootfs, container_id, files)
+    netns = attach.setup(container_dir, container_id, hostname, options.network, options.publish, paths.root, paths.run)
+    spec = build_spec(image_config, options, rootfs, container_id, files, netns)
     (container_dir / "config.json").write_text(json.dumps(spec, indent=1))
     return spec

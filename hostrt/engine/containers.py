@@ -18,6 +18,7 @@ from hostrt.engine.records import ConflictError, ContainerRecord, RecordStore
 from hostrt.engine.runtime_cli import Runtime, RuntimeCallError, default_runtime
 from hostrt.engine.snapshot import unmount_rootfs
 from hostrt.errors import CannotExecuteError, CommandNotFoundError, HostrtError, UsageError
+from hostrt.network import attach
 from hostrt.paths import Paths
 
 
@@ -177,6 +178,7 @@ class Engine:
             self._kill_hard(record)
             self.wait(record.id, 10)
         self.runtime.delete(record.id, force=True)
+        attach.teardown(self.records.dir_of(record.id), record.id)
         unmount_rootfs(self.records.dir_of(record.id))
         self.records.remove(record.id)
         return record

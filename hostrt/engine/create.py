@@ -73,7 +73,8 @@ def create_container(engine: Engine, request: CreateRequest) -> ContainerRecord:
     try:
         lower_dirs = [images.layers.ensure(images.store, layer.digest, layer.mediaType, layer.diff_id)
                       for layer in image.layers]
-        spec = prepare_bundle(engine.records.dir_of(record.id), record.id, image.config, request.options, lower_dirs)
+        spec = prepare_bundle(engine.records.dir_of(record.id), record.id, image.config, request.options, lower_dirs,
+                              engine.paths)
         record.args = spec["process"]["args"]
         engine.records.save(record)
     except BaseException:

@@ -17,6 +17,7 @@ from hostrt.engine import supervise
 from hostrt.engine.containers import Engine, runtime_error
 from hostrt.engine.records import ContainerRecord
 from hostrt.engine.runtime_cli import RuntimeCallError
+from hostrt.errors import HostrtError
 
 
 def _log_line(stream: str, text: str) -> str:
@@ -50,7 +51,25 @@ def _copy_output(pipes: dict[int, tuple[str, int]], log_path: str) -> None:
 
 
 def run_attached(engine: Engine, record: ContainerRecord, interactive: bool) -> int:
-    """Create and start `record`'s container attached to this terminal; its exit code."""
+    """Create and start `record`'s container attached to this terminal; its exit code.
+
+    Its published ports are served by a thread of this process for as long as it runs.
+    """
+    from hostrt.network.proxy import ThreadedProxy
+
+    try:
+        ports = ThreadedProxy(engine.records.dir_of(record.id))
+    except OSError as err:
+        if record.auto_remove:
+            engine.remove(record.id, force=True)
+        raise HostrtError(str(err)) from None
+    try:
+        return _run_plain(engine, record, interactive)
+    finally:
+        ports.close()
+
+
+def _run_plain(engine: Engine, record: ContainerRecord, interactive: bool) -> int:
     if record.options.tty:
         return _run_with_tty(engine, record, interactive)
     supervise.become_subreaper()

@@ -29,6 +29,7 @@ from pathlib import Path
 from hostrt.engine import supervise
 from hostrt.engine.runtime_cli import Runtime, RuntimeCallError
 from hostrt.engine.snapshot import unmount_rootfs
+from hostrt.network import attach, proxy
 
 LOG_FILE = "container.log"
 LOG_LIMIT = 10 << 20  # bytes per log file before it rotates to .1 (one old file kept)
@@ -54,6 +55,7 @@ class Monitor:
         self.runtime = runtime
         self.selector = selectors.DefaultSelector()
         self.watched: dict[int, Watched] = {}  # init pid -> container
+        self.proxies: dict[str, proxy.PortProxy | None] = {}  # container id -> its published ports
         self.last_busy = time.monotonic()
 
     # -- logs ---------------------------------------------------------------------------
@@ -96,8 +98,17 @@ class Monitor:
 
     # -- containers ---------------------------------------------------------------------
     def start(self, request: dict) -> dict:
-        if request.get("tty"):
-            return self._start_with_tty(request)
+        """Publish the container's ports (a busy one fails the start), then create and start it."""
+        try:
+            self.proxies[request["id"]] = proxy.open_for(Path(request["dir"]), self.selector)
+        except OSError as err:
+            return {"ok": False, "error": str(err)}
+        reply = self._start_with_tty(request) if request.get("tty") else self._start(request)
+        if not reply["ok"] and "pid" not in reply:
+            proxy.closed(Path(request["dir"]), self.proxies.pop(request["id"], None))
+        return reply
+
+    def _start(self, request: dict) -> dict:
         directory = Path(request["dir"])
         container_id = request["id"]
         out_r, out_w = os.pipe()
@@ -157,6 +168,7 @@ class Monitor:
             if done == 0:
                 continue
             item = self.watched.pop(pid)
+            proxy.closed(item.directory, self.proxies.pop(item.container_id, None))
             for fd in list(item.streams):  # what the container wrote before exiting
                 try:
                     while fd in item.streams:
@@ -176,6 +188,7 @@ class Monitor:
         for fd in list(item.streams):
             self._close_stream(fd, item)
         try:
+            attach.teardown(item.directory, item.container_id)
             unmount_rootfs(item.directory)
             shutil.rmtree(item.directory)
         except OSError as err:
@@ -209,7 +222,7 @@ class Monitor:
         self.selector.register(wake_r, selectors.EVENT_READ, "wake")
         self.selector.register(listener, selectors.EVENT_READ, "listen")
         while True:
-            for key, _ in self.selector.select(timeout=5.0):
+            for key, mask in self.selector.select(timeout=5.0):
                 if key.data == "wake":
                     while True:
                         try:
@@ -219,11 +232,13 @@ class Monitor:
                             break
                 elif key.data == "listen":
                     self._on_client(listener)
-                else:
+                elif isinstance(key.data, Watched):
                     try:
                         self._on_output(key.fd, key.data)
                     except BlockingIOError:
                         pass
+                else:
+                    key.data.ready(mask)  # a published port's listener or connection
             self.reap()
             if not self.watched and time.monotonic() - self.last_busy > IDLE_EXIT_SECONDS:
                 return

@@ -49,7 +49,8 @@ class RunOptions(BaseModel):
     no_new_privileges: bool = False
     seccomp: str = "default"  # "default", "unconfined", or a profile file's path
     hostname: str | None = None
-    network: Literal["none", "host"] = "none"
+    network: str = "bridge"  # bridge, none, host, container:NAME or a user network
+    publish: list[dict] = Field(default_factory=list)  # hostrt.network.ports.PortSpec as dicts
     tty: bool = False
     interactive: bool = False
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from hostrt.engine.containers import Engine
 from hostrt.engine.ids import ID_PATTERN
 from hostrt.engine.snapshot import unmount_rootfs
+from hostrt.network import cleanup as network_cleanup
 
 _CGROUP_PARENTS = ("/sys/fs/cgroup/{controller}/hostrt", "/sys/fs/cgroup/hostrt")
 
@@ -52,6 +53,7 @@ def prune(engine: Engine) -> PruneReport:
             report.containers.append(record.id)
     live = {cid for cid, r in records.items() if r.status in ("running", "paused")}
 
+    report.leftovers += network_cleanup.prune(engine.paths.root, engine.paths.run)
     for directory in engine.records.orphans():
         unmount_rootfs(directory)
         shutil.rmtree(directory, ignore_errors=True)

@@ -129,7 +129,14 @@ def _share(container_dir: Path, ref: str, data_dir: Path, run_dir: Path) -> str:
 
 
 def _write_resolv_conf(path: Path) -> None:
-    """The host's resolvers, minus loopback ones (a container's loopback is its own)."""
+    """The host's resolvers, minus loopback ones (a container's loopback is its own).
+
+    HOSTRT_DNS (space-separated addresses, may be empty) replaces them, e.g. on hosts whose
+    resolver containers must not use.
+    """
+    if "HOSTRT_DNS" in os.environ:
+        path.write_text("".join(f"nameserver {ip}\n" for ip in os.environ["HOSTRT_DNS"].split()))
+        return
     try:
         lines = Path("/etc/resolv.conf").read_text().splitlines()
     except OSError:

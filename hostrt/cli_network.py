@@ -1,0 +1,110 @@
+"""`hostrt network create|ls|rm|inspect` and `hostrt port`, spelled as docker spells them.
+
+Only parses and prints; networks live in `hostrt.network`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Optional
+
+import typer
+
+network_app = typer.Typer(help="Manage networks.", no_args_is_help=True)
+
+
+def _store():  # noqa: ANN202
+    from hostrt.network.networks import NetworkStore
+    from hostrt.paths import Paths
+
+    return NetworkStore(Paths.default().root / "networks")
+
+
+@network_app.command("create")
+def create(
+    name: Annotated[str, typer.Argument()],
+    subnet: Annotated[Optional[str], typer.Option("--subnet", help="IPv4 CIDR (default: a free /24 of 10.89.0.0/16).")] = None,
+) -> None:
+    """Create a bridge network whose containers reach each other by name."""
+    from hostrt.network import bridge, nat
+
+    store = _store()
+    network = store.create(name, subnet)
+    try:
+        bridge.ensure(network)
+        nat.install(network)
+    except BaseException:
+        store.remove(name)
+        raise
+    typer.echo(network.name)
+
+
+@network_app.command("ls")
+def ls(quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only names.")] = False) -> None:
+    """List networks."""
+    networks = _store().all()
+    if quiet:
+        for network in networks:
+            typer.echo(network.name)
+        return
+    rows = [("NAME", "BRIDGE", "SUBNET", "GATEWAY")] + [(n.name, n.bridge, n.subnet, n.gateway) for n in networks]
+    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    for row in rows:
+        typer.echo("   ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "   " + row[3])
+
+
+@network_app.command("rm")
+def rm(names: Annotated[list[str], typer.Argument()]) -> None:
+    """Remove user networks that no container uses."""
+    from hostrt.errors import HostrtError, UsageError
+    from hostrt.network import bridge, nat
+    from hostrt.network.ipam import Leases
+
+    store = _store()
+    for name in names:
+        network = store.get(name)
+        if network.builtin:
+            raise UsageError(f"network {name} is built in and cannot be removed")
+        with Leases(store.directory, name).locked() as held:
+            if held:
+                raise HostrtError(f"network {name} is in use by {len(held)} container(s); remove them first")
+            bridge.delete(network.bridge)
+            nat.remove(network)
+            store.remove(name)
+        for leftover in (f"{name}.leases.json", f"{name}.lock"):
+            (store.directory / leftover).unlink(missing_ok=True)
+        typer.echo(name)
+
+
+@network_app.command("inspect")
+def inspect(names: Annotated[list[str], typer.Argument()]) -> None:
+    """Networks as JSON, with the address of each container on them."""
+    from dataclasses import asdict
+
+    from hostrt.network.ipam import Leases
+
+    store = _store()
+    found = []
+    for name in names:
+        network = store.get(name)
+        found.append({**asdict(network), "containers": Leases(store.directory, network.name).read()})
+    typer.echo(json.dumps(found, indent=2))
+
+
+def port(container: Annotated[str, typer.Argument()]) -> None:
+    """The published ports of a running container (`80/tcp -> 127.0.0.1:8080`)."""
+    from hostrt.engine.containers import Engine
+    from hostrt.network.proxy import PUBLISHED_FILE
+
+    engine = Engine.open()
+    record = engine.find(container)
+    path = engine.records.dir_of(record.id) / PUBLISHED_FILE
+    if record.status != "running" or not path.exists():
+        return
+    for spec in json.loads(path.read_text()):
+        typer.echo(f"{spec['container_port']}/{spec['protocol']} -> {spec['host_ip']}:{spec['host_port']}")
+
+
+def register(app: typer.Typer) -> None:
+    app.add_typer(network_app, name="network")
+    app.command("port")(port)
