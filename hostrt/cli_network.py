@@ -65,13 +65,13 @@ def rm(names: Annotated[list[str], typer.Argument()]) -> None:
         network = store.get(name)
         if network.builtin:
             raise UsageError(f"network {name} is built in and cannot be removed")
-        with Leases(store.directory, name).locked() as held:
+        with Leases(store.directory, network.bridge).locked() as held:
             if held:
                 raise HostrtError(f"network {name} is in use by {len(held)} container(s); remove them first")
             bridge.delete(network.bridge)
-            nat.remove(network)
+            nat.remove(network.bridge)
             store.remove(name)
-        for leftover in (f"{name}.leases.json", f"{name}.lock"):
+        for leftover in (f"{network.bridge}.leases.json", f"{network.bridge}.lock"):
             (store.directory / leftover).unlink(missing_ok=True)
         typer.echo(name)
 
@@ -87,7 +87,7 @@ def inspect(names: Annotated[list[str], typer.Argument()]) -> None:
     found = []
     for name in names:
         network = store.get(name)
-        found.append({**asdict(network), "containers": Leases(store.directory, network.name).read()})
+        found.append({**asdict(network), "containers": Leases(store.directory, network.bridge).read()})
     typer.echo(json.dumps(found, indent=2))
 
 

@@ -2,9 +2,27 @@
 
 from __future__ import annotations
 
+import ipaddress
+import os
 from pathlib import Path
 
 import pytest
+
+
+def _test_network_settings() -> None:
+    """Containers in tests get their own bridge and a subnet no host route uses; the host's
+    ip_forward and resolvers are left alone (no traffic may leave this machine's namespaces)."""
+    from hostrt.network.networks import host_routes
+
+    used = host_routes()
+    free = next(net for net in ipaddress.ip_network("10.231.0.0/16").subnets(new_prefix=24)
+                if not any(net.overlaps(route) for route in used))
+    for key, value in {"HOSTRT_BRIDGE": f"hrtt{os.getpid() % 100000}", "HOSTRT_BRIDGE_SUBNET": str(free),
+                       "HOSTRT_NETWORK_POOL": "10.232.0.0/16", "HOSTRT_IP_FORWARD": "0", "HOSTRT_DNS": ""}.items():
+        os.environ.setdefault(key, value)
+
+
+_test_network_settings()
 
 
 @pytest.fixture(autouse=True)

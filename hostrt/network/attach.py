@@ -20,7 +20,7 @@ from pathlib import Path
 from hostrt.errors import HostrtError, UsageError
 from hostrt.network import bridge, nat, netns
 from hostrt.network.ipam import AddressesExhaustedError, Leases, pick_address
-from hostrt.network.networks import Network, NetworkStore
+from hostrt.network.networks import NetworkStore
 
 NETWORK_FILE = "network.json"
 HOSTS_BASE = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
@@ -34,6 +34,7 @@ class Attachment:
     network: str = ""
     networks_dir: str = ""
     bridge: str = ""
+    builtin: bool = False  # the default network, whose bridge goes with its last lease
     address: str = ""
     prefix: int = 0
     gateway: str = ""
@@ -86,10 +87,10 @@ def setup(container_dir: Path, container_id: str, hostname: str, network: str, p
     net = store.get(network)
     names = [n for n in {_container_name(container_dir), hostname} if n]
     attachment = Attachment(mode="bridge", network=net.name, networks_dir=str(store.directory), bridge=net.bridge,
-                            prefix=net.prefix, gateway=net.gateway, netns=str(netns_path(run_dir, container_id)),
+                            builtin=net.builtin, prefix=net.prefix, gateway=net.gateway, netns=str(netns_path(run_dir, container_id)),
                             veth=veth_name(container_id), names=names, ports=publish)
     attachment.save(container_dir)  # before anything exists, so a crash from here on is undone by prune
-    leases = Leases(store.directory, net.name)
+    leases = Leases(store.directory, net.bridge)  # by bridge: the default's comes from settings that may change
     with leases.locked() as held:
         try:
             attachment.address = held.setdefault(container_id, pick_address(net.subnet, net.gateway, held))
@@ -164,25 +165,20 @@ def teardown(container_dir: Path, container_id: str) -> None:
     attachment = read(container_dir)
     if attachment is None or attachment.mode != "bridge":
         return
-    release(Path(attachment.networks_dir), attachment.network, container_id, attachment.veth,
+    release(Path(attachment.networks_dir), attachment.bridge, attachment.builtin, container_id, attachment.veth,
             Path(attachment.netns), container_dir.parent)
 
 
-def release(networks_dir: Path, network: str, container_id: str, veth: str, netns_file: Path,
+def release(networks_dir: Path, bridge_name: str, builtin: bool, container_id: str, veth: str, netns_file: Path,
             containers_dir: Path) -> None:
     """Delete the veth and namespace file, free the lease; the default bridge goes with its last lease."""
     bridge.delete(veth)
     netns.remove(netns_file)
-    try:
-        net: Network | None = NetworkStore(networks_dir).get(network)
-    except HostrtError:
-        net = None  # its network was removed behind its back: free the lease anyway
-    leases = Leases(networks_dir, network)
-    with leases.locked() as held:
+    with Leases(networks_dir, bridge_name).locked() as held:
         held.pop(container_id, None)
-        if net is not None and net.builtin and not held:
-            bridge.delete(net.bridge)
-            nat.remove(net)
-        elif net is not None and not net.builtin:
-            _refresh_hosts(containers_dir, {cid: ip for cid, ip in held.items()})
+        if builtin and not held:
+            bridge.delete(bridge_name)
+            nat.remove(bridge_name)
+        elif not builtin:
+            _refresh_hosts(containers_dir, held)
 

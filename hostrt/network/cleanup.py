@@ -3,7 +3,7 @@
 Three places can hold leftovers of a container whose record is gone (a hostrt killed in
 the middle of `run` or `rm`): its `network.json` in an orphaned container directory, a
 namespace file under the run directory, a lease. Each is traced back to a container id;
-an id with no record is released (veth, namespace, lease, and the default bridge and its
+an id with no record is released (veth, namespace, lease, and a default bridge and its
 NAT rule once it has no lease left).
 """
 
@@ -14,6 +14,8 @@ from pathlib import Path
 from hostrt.network import attach, bridge, nat, netns
 from hostrt.network.ipam import Leases
 from hostrt.network.networks import NetworkStore
+
+LEASES_SUFFIX = ".leases.json"
 
 
 def prune(data_dir: Path, run_dir: Path) -> list[str]:
@@ -27,17 +29,20 @@ def prune(data_dir: Path, run_dir: Path) -> list[str]:
             attach.teardown(directory, directory.name)
             (directory / attach.NETWORK_FILE).unlink(missing_ok=True)
             removed.append(f"network of {directory.name[:12]}")
-    for network in store.all():
-        for container_id in set(Leases(store.directory, network.name).read()) - owned:
-            attach.release(store.directory, network.name, container_id, attach.veth_name(container_id),
+    user_bridges = {n.bridge for n in store.all() if not n.builtin}
+    for lease_file in store.directory.glob("*" + LEASES_SUFFIX):
+        name = lease_file.name[:-len(LEASES_SUFFIX)]
+        builtin = name not in user_bridges  # a default bridge, of these or of earlier settings
+        for container_id in set(Leases(store.directory, name).read()) - owned:
+            attach.release(store.directory, name, builtin, container_id, attach.veth_name(container_id),
                            attach.netns_path(run_dir, container_id), containers)
-            removed.append(f"lease of {container_id[:12]} on {network.name}")
-        if network.builtin and not Leases(store.directory, network.name).read() and bridge.exists(network.bridge):
-            with Leases(store.directory, network.name).locked() as held:
+            removed.append(f"lease of {container_id[:12]} on {name}")
+        if builtin and bridge.exists(name):
+            with Leases(store.directory, name).locked() as held:
                 if not held:
-                    bridge.delete(network.bridge)
-                    nat.remove(network)
-                    removed.append(f"bridge {network.bridge}")
+                    bridge.delete(name)
+                    nat.remove(name)
+                    removed.append(f"bridge {name}")
     for path in (run_dir / "netns").glob("*"):
         if path.name not in owned:
             bridge.delete(attach.veth_name(path.name))

@@ -7,6 +7,7 @@ each other and the host.
 
 from __future__ import annotations
 
+import shlex
 import shutil
 import subprocess
 
@@ -31,10 +32,10 @@ def install(network: Network) -> None:
         _iptables("-A", *_rule(network))
 
 
-def remove(network: Network) -> None:
-    if available():
-        while _iptables("-D", *_rule(network)).returncode == 0:
-            pass
+def remove(bridge: str) -> None:
+    """Every rule tagged for `bridge`, whatever subnet it was made for."""
+    for rule in installed_for(bridge):
+        _iptables("-D", *shlex.split(rule)[1:])
 
 
 def installed_for(bridge: str) -> list[str]:

@@ -1,0 +1,48 @@
+"""Parsing of -p, address picking, and leases under concurrent writers (no root needed)."""
+
+from __future__ import annotations
+
+import multiprocessing
+from pathlib import Path
+
+import pytest
+
+from hostrt.network.ipam import AddressesExhaustedError, Leases, pick_address
+from hostrt.network.ports import PortSpec, parse
+
+
+@pytest.mark.parametrize(("text", "expected"), [
+    ("8080:80", PortSpec("0.0.0.0", 8080, 80, "tcp")),
+    ("127.0.0.1:8080:80", PortSpec("127.0.0.1", 8080, 80, "tcp")),
+    ("127.0.0.1:8080:80/udp", PortSpec("127.0.0.1", 8080, 80, "udp")),
+    ("127.0.0.1::80", PortSpec("127.0.0.1", 0, 80, "tcp")),
+    ("80", PortSpec("0.0.0.0", 0, 80, "tcp")),
+])
+def test_publish_spellings(text: str, expected: PortSpec) -> None:
+    assert parse(text) == expected
+
+
+@pytest.mark.parametrize("text", ["", "80/sctp", "x:80", "1.2.3:80:80", "70000:80", "8080:0", "a:b:c:d"])
+def test_bad_publish_values_are_refused(text: str) -> None:
+    with pytest.raises(ValueError):
+        parse(text)
+
+
+def test_pick_skips_gateway_and_leases_and_runs_out() -> None:
+    assert pick_address("10.9.0.0/29", "10.9.0.1", {}) == "10.9.0.2"
+    assert pick_address("10.9.0.0/29", "10.9.0.1", {"a": "10.9.0.2", "b": "10.9.0.4"}) == "10.9.0.3"
+    full = {str(i): f"10.9.0.{i}" for i in range(2, 7)}
+    with pytest.raises(AddressesExhaustedError):
+        pick_address("10.9.0.0/29", "10.9.0.1", full)
+
+
+def _lease(directory: str, container_id: str) -> None:
+    with Leases(Path(directory), "net").locked() as held:
+        held[container_id] = pick_address("10.9.0.0/24", "10.9.0.1", held)
+
+
+def test_concurrent_writers_get_distinct_addresses(tmp_path: Path) -> None:
+    with multiprocessing.get_context("fork").Pool(8) as pool:
+        pool.starmap(_lease, [(str(tmp_path), f"c{i}") for i in range(40)])
+    held = Leases(tmp_path, "net").read()
+    assert len(held) == 40 and len(set(held.values())) == 40
