@@ -29,7 +29,7 @@ from pathlib import Path
 from hostrt.engine import supervise
 from hostrt.engine.runtime_cli import Runtime, RuntimeCallError
 from hostrt.engine.snapshot import unmount_rootfs
-from hostrt.network import attach, proxy
+from hostrt.network import proxy
 
 LOG_FILE = "container.log"
 LOG_LIMIT = 10 << 20  # bytes per log file before it rotates to .1 (one old file kept)
@@ -187,6 +187,8 @@ class Monitor:
 
         for fd in list(item.streams):
             self._close_stream(fd, item)
+        from hostrt.network import attach
+
         try:
             attach.teardown(item.directory, item.container_id)
             unmount_rootfs(item.directory)

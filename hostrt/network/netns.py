@@ -8,8 +8,6 @@ route; the host end is moved out to the caller's namespace.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import os
 import subprocess
 from pathlib import Path
@@ -45,6 +43,9 @@ def remove(path: Path) -> None:
     if not path.exists():
         return
     if is_mounted(path):
+        import ctypes
+        import ctypes.util
+
         libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
         if libc.umount2(str(path).encode(), MNT_DETACH) != 0:
             raise HostrtError(f"cannot unmount {path}: {os.strerror(ctypes.get_errno())}")

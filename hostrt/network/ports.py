@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 from dataclasses import asdict, dataclass
 
 PROTOCOLS = ("tcp", "udp")
@@ -32,6 +31,8 @@ def _port(text: str, what: str, allow_zero: bool = False) -> int:
 
 def parse(text: str) -> PortSpec:
     """`8080:80`, `127.0.0.1:8080:80/udp`, `127.0.0.1::80`, `80` (host port chosen); ValueError if malformed."""
+    import ipaddress  # only the CLI parses; the monitor builds PortSpecs from JSON
+
     spec, _, protocol = text.partition("/")
     protocol = protocol or "tcp"
     if protocol not in PROTOCOLS:

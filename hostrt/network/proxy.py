@@ -17,7 +17,6 @@ import errno
 import json
 import selectors
 import socket
-import threading
 from pathlib import Path
 
 from hostrt.network.ports import PortSpec
@@ -243,6 +242,8 @@ class ThreadedProxy:
     """For a foreground run: the same proxy in a thread of the hostrt process that waits."""
 
     def __init__(self, container_dir: Path) -> None:
+        import threading
+
         self.container_dir = container_dir
         self.selector = selectors.DefaultSelector()
         self.proxy = open_for(container_dir, self.selector)
