@@ -103,6 +103,14 @@ def _apparmor(profile: str) -> None:
         f.write(f"exec {profile}")
 
 
+class _NoProcess:
+    terminal = False
+    oom_score_adj = None
+
+
+_NO_PROCESS = _NoProcess()
+
+
 class InitOptions:
     """What the parent hands its init across fork."""
 
@@ -122,7 +130,7 @@ def container_init(spec, opts: InitOptions, chan) -> None:
     state_json = chan.wait()  # the parent knows our host pid now
     os.setsid()
     reset_signals()
-    process = spec.process
+    process = spec.process or _NO_PROCESS
     in_userns = "user" in spec.namespaces
     if process.oom_score_adj is not None:
         with open("/proc/self/oom_score_adj", "w") as f:
@@ -156,6 +164,11 @@ def container_init(spec, opts: InitOptions, chan) -> None:
     if slave is not None:
         terminal.make_controlling(slave)
         os.close(slave)
+    if spec.process is None:
+        # Allowed by the spec: `start` will refuse it; until then hold the created state.
+        chan.send("ready")
+        os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=opts.state_dir_fd)
+        os._exit(0)
     set_rlimits(process.rlimits)
     enter_cwd(process.cwd)
     path = resolve_executable(process.args[0], env_dict(process.env))

@@ -14,10 +14,18 @@ PR_SET_DUMPABLE = 4
 PR_SET_CHILD_SUBREAPER = 36
 
 
+def describe(exc: BaseException) -> str:
+    """One readable line for an error, OSErrors without Python's [Errno N] noise."""
+    if isinstance(exc, OSError) and exc.strerror:
+        name = str(exc.filename) if exc.filename is not None else ""
+        return exc.strerror if name in exc.strerror else f"{exc.strerror}: {name}"
+    return str(exc)
+
+
 def _child_failed(chan: Channel, exc: BaseException) -> None:
     """Report from a child and leave without running any parent cleanup."""
     try:
-        msg = exc.args[1] if isinstance(exc, OSError) and len(exc.args) > 1 and exc.filename is None else str(exc)
+        msg = describe(exc)
         chan.send("error", msg or exc.__class__.__name__)
     finally:
         os._exit(1)

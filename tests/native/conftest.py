@@ -108,10 +108,11 @@ class BundleFactory:
         self.template = template
         self.count = 0
 
-    def __call__(self, *args: str, readonly: bool = True, copy: bool = False, edit=None) -> Path:
-        """A bundle whose process runs ARGS; EDIT(config) may change the config."""
+    def __call__(self, *args: str, readonly: bool = True, copy: bool = False, edit=None, base: Path | None = None) -> Path:
+        """A bundle whose process runs ARGS; EDIT(config) may change the config; BASE puts
+        it elsewhere than tmp_path (pytest's 0700 directories stop a remapped root)."""
         self.count += 1
-        bundle = self.tmp_path / f"bundle{self.count}"
+        bundle = (base or self.tmp_path) / f"bundle{self.count}"
         bundle.mkdir()
         shutil.copytree(self.template, bundle / "rootfs", symlinks=True, copy_function=shutil.copy2 if copy else os.link)
         config = default_spec(list(args) or ["true"])
@@ -126,3 +127,14 @@ class BundleFactory:
 @pytest.fixture
 def bundle(tmp_path, rootfs_template) -> BundleFactory:
     return BundleFactory(tmp_path, rootfs_template)
+
+
+@pytest.fixture
+def open_dir():
+    """A directory under /tmp that every uid can traverse (for user namespace bundles)."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="hostrt-userns-", dir="/tmp"))
+    path.chmod(0o711)
+    yield path
+    shutil.rmtree(path)

@@ -136,6 +136,10 @@ class V1Manager(Manager):
             try:
                 self._write(controller, name, fmt(value))  # type: ignore[operator]
             except OSError as exc:
+                if name == "blkio.weight" and exc.errno in (2, 13):
+                    # BFQ-only kernels name it blkio.bfq.weight (CFQ is gone since 5.0).
+                    self._write(controller, "blkio.bfq.weight", fmt(value))  # type: ignore[operator]
+                    continue
                 if key in ("kernel", "kernelTCP") and exc.errno in (95, 22, 2):
                     LOG.warning(f"{name} not supported by this kernel, ignored")
                     continue

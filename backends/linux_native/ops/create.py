@@ -20,7 +20,9 @@ def _resources(spec) -> dict:
     resources = dict(spec.resources)
     if spec.devices and resources.get("devices") is not None:
         resources["devices"] = list(resources["devices"]) + [
-            {"allow": True, "type": d.type, "major": d.major, "minor": d.minor, "access": "rwm"} for d in spec.devices
+            {"allow": True, "type": "c" if d.type == "u" else d.type, "major": d.major, "minor": d.minor, "access": "rwm"}
+            for d in spec.devices
+            if d.type in ("c", "u", "b")  # FIFOs are not subject to the devices cgroup
         ]
     return resources
 
@@ -47,8 +49,6 @@ def create(root: str, container_id: str, bundle: str, opts, reaper: bool = False
     from backends.linux_native.init import InitOptions, container_init
 
     spec = speclib.load(bundle)
-    if spec.process is None:
-        raise RuntimeFailure("config.json has no process to run")
     if spec.process.apparmor and not os.path.exists("/sys/kernel/security/apparmor"):
         LOG.info("apparmor is not enabled on this host; apparmorProfile ignored")
     ctr = state.new(root, container_id)
@@ -101,7 +101,7 @@ def create(root: str, container_id: str, bundle: str, opts, reaper: bool = False
         chan.answer(jsonio.dumps(_hook_state(ctr, "creating")))
         chan.expect("hooks")
         if spec.hooks["prestart"] or spec.hooks["createRuntime"]:
-            hook_state = _hook_state(ctr, "creating")
+            hook_state = _hook_state(ctr, "created")
             hooks.run(spec.hooks["prestart"], hook_state, "prestart")
             hooks.run(spec.hooks["createRuntime"], hook_state, "createRuntime")
         chan.answer(jsonio.dumps(_hook_state(ctr, "created")))

@@ -19,6 +19,8 @@ def start(ctr: state.Container) -> None:
     if status != "created":
         raise BadState(f"cannot start a container that is {status}" if status != "running" else "cannot start an already running container")
     release(ctr)
+    if not ctr.config.get("process"):
+        raise RuntimeFailure("config.json has no process: nothing to start")
     run_poststart(ctr)
 
 
