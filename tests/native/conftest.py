@@ -69,7 +69,7 @@ class Runtime:
 
     def __call__(self, *args: str, check: bool = True, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
         cmd = [*RUNTIME, "--root", str(self.root), "--log", str(self.log), "--log-format", "json", *args]
-        if args[0] == "create" or (args[0] == "run" and ("-d" in args or "--detach" in args)):
+        if args[0] == "create" or (args[0] in ("run", "exec") and ("-d" in args or "--detach" in args)):
             # A detached container keeps the runtime's stdio: give it files, not our pipes.
             with open(self.output, "a") as out:
                 proc = subprocess.run(cmd, text=True, timeout=timeout, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, **kwargs)
