@@ -55,8 +55,10 @@ def ensure_payload(client: paramiko.SSHClient) -> str:
     """The guest directory holding this hostrt's payload, shipping it first if absent."""
     version, data = payload()
     target = f"{GUEST_CODE}/{version}"
-    code, _, err = run(client, f"test -f {target}/hostrt-runtime || (mkdir -p {target}.tmp && tar -x -C {target}.tmp "
-                               f"&& mv {target}.tmp {target})", stdin=data)
+    if run(client, f"test -f {target}/hostrt-runtime")[0] == 0:
+        return target
+    code, _, err = run(client, f"rm -rf {target}.tmp && mkdir -p {target}.tmp && tar -x -C {target}.tmp "
+                               f"&& mv {target}.tmp {target}", stdin=data)
     if code != 0:
         raise OSError(f"cannot ship the runtime to the guest: {err.decode(errors='replace').strip()}")
     return target

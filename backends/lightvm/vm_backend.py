@@ -108,7 +108,11 @@ class LightVMBackend:
         from backends.lightvm.ssh import run
 
         client, agent = self._agent(record, boot)
-        code, out, err = run(client, f"{agent} {op} {shlex.join(args)}", stdin=stdin)
+        try:
+            code, out, err = run(client, f"{agent} {op} {shlex.join(args)}", stdin=stdin)
+        except (OSError, EOFError) as lost:
+            self._sessions.pop(record.machine or "", None)
+            raise GuestError(f"lost the connection to machine {record.machine}: {lost}") from None
         if code != 0:
             raise _guest_failure(err)
         return out

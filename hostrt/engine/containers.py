@@ -151,7 +151,7 @@ class Engine:
                     f"cannot remove container {record.name}: it is {record.status}; stop it first or use rm -f")
             try:
                 backend.signal(record, "SIGKILL", all_processes=True)
-            except RuntimeCallError:
+            except HostrtError:
                 pass  # already gone
             self.wait(record.id, 10)
         backend.delete(record)
