@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hostrt.engine import failpoints
 from hostrt.engine.options import RunOptions
 from hostrt.engine.snapshot import mount_rootfs
 from hostrt.spec import ContainerFiles, build_spec
@@ -39,6 +40,7 @@ def prepare_bundle(container_dir: Path, container_id: str, image_config: dict[st
                    lower_dirs: list[Path]) -> dict[str, Any]:
     """Mount the rootfs and write config.json; returns the spec written."""
     rootfs = mount_rootfs(lower_dirs, container_dir)
+    failpoints.reached("after-mount")
     hostname = options.hostname or container_id[:12]
     files = write_container_files(container_dir, hostname, options.network)
     spec = build_spec(image_config, options, rootfs, container_id, files)

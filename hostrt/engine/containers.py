@@ -10,6 +10,7 @@ import signal as signals
 import time
 from dataclasses import dataclass, field
 
+from hostrt.engine import failpoints
 from hostrt.engine.backend import Backend
 from hostrt.engine.records import ConflictError, ContainerRecord, RecordStore
 from hostrt.engine.runtime_cli import Runtime, RuntimeCallError, default_runtime
@@ -155,6 +156,7 @@ class Engine:
                 pass  # already gone
             self.wait(record.id, 10)
         backend.delete(record)
+        failpoints.reached("rm-after-delete")
         self.records.remove(record.id)
         return record
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hostrt.engine import failpoints
 from hostrt.engine.containers import Engine
 from hostrt.engine.options import RunOptions
 from hostrt.engine.records import ContainerRecord
@@ -73,6 +74,7 @@ def create_container(engine: Engine, request: CreateRequest) -> ContainerRecord:
         "platform": image.platform, "backend": decision.backend, "machine": machine, "options": request.options,
         "stop_signal": image.config.get("StopSignal") or "SIGTERM", "auto_remove": request.auto_remove,
     })
+    failpoints.reached("after-record")
     try:
         lower_dirs = [images.layers.ensure(images.store, layer.digest, layer.mediaType, layer.diff_id)
                       for layer in image.layers]

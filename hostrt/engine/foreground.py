@@ -13,7 +13,7 @@ import signal
 import sys
 from typing import TYPE_CHECKING
 
-from hostrt.engine import supervise
+from hostrt.engine import failpoints, supervise
 from hostrt.engine.logfile import entry
 from hostrt.engine.records import ContainerRecord
 from hostrt.engine.runtime_cli import RuntimeCallError
@@ -56,6 +56,7 @@ def _start_and_wait(backend: "NativeBackend", record: ContainerRecord, pid: int,
     """Start the created container, relay its output while it runs, collect its status."""
     from hostrt.engine.native import runtime_error
 
+    failpoints.reached("after-create")
     backend.on_started(record, pid)
     forwarded = {sig: signal.signal(sig, lambda signum, _frame: _forward(pid, signum))
                  for sig in supervise.FORWARDED_SIGNALS}
@@ -67,6 +68,7 @@ def _start_and_wait(backend: "NativeBackend", record: ContainerRecord, pid: int,
             os.waitpid(pid, 0)
             backend.record_end(record, 255)
             raise runtime_error(err) from None
+        failpoints.reached("after-start")
         relay()
         _, status = os.waitpid(pid, 0)
     finally:
