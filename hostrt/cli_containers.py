@@ -116,12 +116,15 @@ def run(
         return 0
     record = create_container(engine, request)
     if detach:
-        engine.start_detached(record)
+        try:
+            engine.start_detached(record)
+        except BaseException:
+            if rm:
+                engine.remove(record, force=True)
+            raise
         typer.echo(record.id)
         return 0
-    from hostrt.engine.foreground import run_attached
-
-    return run_attached(engine, record, interactive)
+    return engine.run_attached(record, interactive)
 
 
 def create(
@@ -164,10 +167,7 @@ def start(
         if record.status in ("running", "paused"):
             raise ConflictError(f"container {record.name} is already {record.status}")
         if attach:
-            from hostrt.engine.foreground import run_attached
-
-            engine.runtime.delete(record.id, force=True)
-            return run_attached(engine, record, record.options.interactive)
+            return engine.run_attached(record, record.options.interactive)
         engine.start_detached(record)
         typer.echo(ref)
     return 0
@@ -264,14 +264,15 @@ def logs(
     timestamps: Annotated[bool, typer.Option("--timestamps", "-t")] = False,
 ) -> None:
     """Show a container's output (stdout to stdout, stderr to stderr)."""
-    from hostrt.engine.containers import read_log_lines
-
     if tail not in (None, "all") and not (tail or "").isdigit():
         raise UsageError(f"invalid --tail value {tail!r}: expected a number or all")
     engine = _engine()
     record = engine.find(container)
-    path = engine.log_path(record)
-    shown = read_log_lines(path, int(tail) if tail and tail.isdigit() else None)
+    backend = engine.backend(record)
+    entries = backend.logs(record)
+    shown = entries[-int(tail):] if tail and tail.isdigit() else entries
+    if tail == "0":
+        shown = []
 
     def emit(entry: dict) -> None:
         stream = sys.stderr if entry.get("stream") == "stderr" else sys.stdout
@@ -282,17 +283,16 @@ def logs(
         emit(entry)
     if not follow:
         return
-    seen = len(read_log_lines(path, None))
+    seen = len(entries)
     while True:
-        entries = read_log_lines(path, None)
+        running = engine.find(record.id).status in ("running", "paused")
+        entries = backend.logs(record)
         for entry in entries[seen:]:
             emit(entry)
         seen = len(entries)
-        if engine.find(record.id).status not in ("running", "paused"):
-            for entry in read_log_lines(path, None)[seen:]:
-                emit(entry)
+        if not running:
             return
-        time.sleep(0.1)
+        time.sleep(0.2)
 
 
 def wait(containers: Annotated[list[str], typer.Argument()]) -> None:
@@ -351,7 +351,6 @@ def inspect(
         data["State"] = {"Status": record.status, "Running": record.status == "running",
                          "Paused": record.status == "paused", "Pid": record.pid or 0,
                          "ExitCode": record.exit_code or 0, "OOMKilled": record.oom_killed}
-        data["LogPath"] = str(engine.log_path(record))
         found.append(data)
     typer.echo(json.dumps(found, indent=2))
 
@@ -367,12 +366,7 @@ def exec_(
     user: Annotated[Optional[str], typer.Option("--user", "-u")] = None,
 ) -> int:
     """Run a command in a running container; exits with its code."""
-    import subprocess
-
-    from hostrt.engine.containers import runtime_error
     from hostrt.engine.records import ConflictError
-    from hostrt.engine.runtime_cli import RuntimeCallError
-    from hostrt.users import resolve_user
 
     if tty:
         raise UsageError("-t (a pseudo-terminal) is not supported by this version of hostrt; run without -t")
@@ -380,20 +374,7 @@ def exec_(
     record = engine.find(container)
     if record.status != "running":
         raise ConflictError(f"container {record.name} is not running")
-    args = ["exec"] + [f"--env={item}" for item in env or []] + (["--detach"] if detach else [])
-    if workdir:
-        args.append(f"--cwd={workdir}")
-    if user:
-        resolved = resolve_user(user, engine.records.dir_of(record.id) / "rootfs")
-        args.append(f"--user={resolved.uid}:{resolved.gid}")
-    # The command's own output goes straight to ours; the runtime's errors are kept to map them.
-    done = engine.runtime.call(*args, record.id, *command, stdin=None if interactive else subprocess.DEVNULL,
-                               stdout=None, stderr=subprocess.PIPE, check=False, timeout=None)
-    errors = done.stderr.decode(errors="replace")
-    if done.returncode != 0 and ("executable file not found" in errors or "permission denied" in errors):
-        raise runtime_error(RuntimeCallError(errors.strip().splitlines()[-1]))
-    sys.stderr.write(errors)
-    return done.returncode
+    return engine.backend(record).exec(record, list(command), list(env or []), workdir, user, detach, interactive)
 
 
 def system_prune(

@@ -63,7 +63,7 @@ def test_user_mistakes_are_one_line_and_exit_125(args: list[str], named: str) ->
     assert "Traceback" not in done.stderr
 
 
-@pytest.mark.parametrize("argv", [["--version"], ["info", "--format", "json"]])
+@pytest.mark.parametrize("argv", [["--version"], ["info", "--format", "json"], ["ps", "-a"]])
 def test_fast_commands_import_no_heavy_modules(argv: list[str]) -> None:
     probe = (
         "import contextlib, io, sys\n"

@@ -72,8 +72,9 @@ def render_domain(
     ET.SubElement(os_el, "cmdline").text = f"console={facts['console']} quiet panic=-1"
 
     features = ET.SubElement(domain, "features")
-    ET.SubElement(features, "acpi")
-    if settings.arch == "arm64":
+    if settings.arch == "amd64":
+        ET.SubElement(features, "acpi")  # without it poweroff only halts; arm64 powers off through PSCI
+    else:  # libvirt allows ACPI on aarch64 only with UEFI firmware, which direct kernel boot skips
         ET.SubElement(features, "gic", version="3" if virt_type != "qemu" else "2")
     cpu = _cpu(settings.arch, virt_type)
     if cpu is not None:

@@ -254,8 +254,13 @@ def guest_exec(root: Path, name: str, command: str) -> tuple[int, bytes, bytes]:
     """Run one command in a running machine's guest over a fresh session."""
     from backends.lightvm.ssh import connect
 
+    import paramiko
+
     machine = existing(root, name)
-    client = connect(ssh_target(machine))
+    try:
+        client = connect(ssh_target(machine))
+    except (OSError, paramiko.SSHException) as err:
+        raise MachineError(f"cannot reach machine {name}: {err} (is it running? hostrt machine start {name})") from None
     try:
         return run(client, command)
     finally:

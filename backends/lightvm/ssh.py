@@ -8,6 +8,7 @@ not our guest.
 from __future__ import annotations
 
 import base64
+import logging
 import socket
 import time
 from dataclasses import dataclass
@@ -17,6 +18,10 @@ from typing import Callable
 import paramiko
 
 LOOPBACK = "127.0.0.1"
+# paramiko logs every failed attempt of the readiness poll (and its traceback) to stderr
+# through logging's last-resort handler; the outcome is reported by us instead.
+logging.getLogger("paramiko").addHandler(logging.NullHandler())
+logging.getLogger("paramiko").propagate = False
 
 
 @dataclass(frozen=True)

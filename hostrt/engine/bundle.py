@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from hostrt.engine import failpoints
 from hostrt.engine.options import RunOptions
 from hostrt.engine.snapshot import mount_rootfs
 from hostrt.network import attach
@@ -42,6 +43,7 @@ def prepare_bundle(container_dir: Path, container_id: str, image_config: dict[st
     """Mount the rootfs, connect the network namespace and write config.json; returns the spec written."""
     paths = paths or Paths.default()
     rootfs = mount_rootfs(lower_dirs, container_dir)
+    failpoints.reached("after-mount")
     hostname = options.hostname or container_id[:12]
     files = write_container_files(container_dir, hostname, options.network)
     netns = attach.setup(container_dir, container_id, hostname, options.network, options.publish, paths.root, paths.run)

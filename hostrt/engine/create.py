@@ -9,11 +9,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from hostrt.engine.bundle import prepare_bundle
+from hostrt.engine import failpoints
 from hostrt.engine.containers import Engine
 from hostrt.engine.options import RunOptions
 from hostrt.engine.records import ContainerRecord
-from hostrt.errors import BackendUnavailableError, UsageError
+from hostrt.errors import UsageError
 from hostrt.platform import BackendName, Decision, ImagePlatform, decide, detect_host
 
 PULL_POLICIES = ("missing", "always", "never")
@@ -61,21 +61,24 @@ def explain(engine: Engine, request: CreateRequest) -> tuple[str, Decision]:
 def create_container(engine: Engine, request: CreateRequest) -> ContainerRecord:
     wanted = ImagePlatform.parse(request.platform) if request.platform else None
     images, image = _ensure_image(engine, request, wanted)
-    decision = decide(detect_host(), ImagePlatform.parse(image.platform), request.backend)
-    if decision.backend != "native":
-        raise BackendUnavailableError(
-            f"{image.platform} needs the lightvm backend ({decision.reasons[0]}), which cannot run containers yet")
+    host = detect_host()
+    image_platform = ImagePlatform.parse(image.platform)
+    decision = decide(host, image_platform, request.backend)
+    machine = None
+    if decision.backend == "lightvm":
+        from backends.lightvm.vm_backend import machine_name
+
+        machine = machine_name(host.architecture, image_platform.architecture)
     record = engine.records.create({
         "name": request.options.name, "image": image.name, "image_digest": image.manifest_digest,
-        "platform": image.platform, "backend": decision.backend, "options": request.options,
+        "platform": image.platform, "backend": decision.backend, "machine": machine, "options": request.options,
         "stop_signal": image.config.get("StopSignal") or "SIGTERM", "auto_remove": request.auto_remove,
     })
+    failpoints.reached("after-record")
     try:
         lower_dirs = [images.layers.ensure(images.store, layer.digest, layer.mediaType, layer.diff_id)
                       for layer in image.layers]
-        spec = prepare_bundle(engine.records.dir_of(record.id), record.id, image.config, request.options, lower_dirs,
-                              engine.paths)
-        record.args = spec["process"]["args"]
+        record.args = engine.backend(record).prepare(record, image, lower_dirs)
         engine.records.save(record)
     except BaseException:
         engine.remove(record, force=True)

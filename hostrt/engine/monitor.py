@@ -23,10 +23,9 @@ import socket
 import sys
 import time
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 from pathlib import Path
 
-from hostrt.engine import supervise
+from hostrt.engine import logfile, supervise
 from hostrt.engine.runtime_cli import Runtime, RuntimeCallError
 from hostrt.engine.snapshot import unmount_rootfs
 from hostrt.network import proxy
@@ -61,8 +60,7 @@ class Monitor:
     # -- logs ---------------------------------------------------------------------------
     def _append_log(self, item: Watched, stream: str, text: str) -> None:
         path = item.directory / LOG_FILE
-        line = json.dumps({"log": text, "stream": stream,
-                           "time": datetime.now(timezone.utc).isoformat().replace("+00:00", "Z")}) + "\n"
+        line = logfile.entry(stream, text)
         if item.log_size + len(line) > LOG_LIMIT:
             os.replace(path, path.with_name(LOG_FILE + ".1"))
             item.log_size = 0

@@ -89,3 +89,9 @@ def test_rendered_domain_validates_against_libvirt_schema(tmp_path: Path, arch: 
 def test_machine_names_are_checked(name: str) -> None:
     with pytest.raises(ValueError, match="invalid machine name"):
         MachineSettings(name=name, arch="amd64")
+
+
+def test_arm64_has_no_acpi_without_uefi() -> None:
+    boot = BootFiles(BOOT.kernel, BOOT.initrd, BOOT.console_log, Path("/usr/bin/qemu-system-aarch64"))
+    domain = parse(render_domain(MachineSettings(name="arm", arch="arm64"), boot, "qemu", 40223))
+    assert domain.find("features/acpi") is None, "libvirt refuses ACPI on aarch64 without UEFI"

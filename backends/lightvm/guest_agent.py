@@ -1,0 +1,181 @@
+"""The guest side of the VM backend: small operations the host runs over SSH.
+
+It runs inside the machine with only the Python standard library and the files the host
+shipped (the same `backends/linux_native` runtime, the same monitor, the same layer
+unpacker as on the host). The guest keeps its own layer store, so an image's layers
+cross the wire once per machine. Usage: `python3 -m backends.lightvm.guest_agent OP ...`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import sys
+import tempfile
+from pathlib import Path
+
+GUEST_ROOT = Path(os.environ.get("HOSTRT_ROOT", "/var/lib/hostrt-guest"))
+LAYERS = GUEST_ROOT / "layers"
+CONTAINERS = GUEST_ROOT / "containers"
+CODE = Path(__file__).resolve().parents[2]  # the shipped tree holding backends/ and hostrt/
+RUNTIME = CODE / "hostrt-runtime"
+HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+
+
+def _runtime():  # noqa: ANN202
+    from hostrt.engine.runtime_cli import Runtime
+
+    return Runtime(str(RUNTIME), GUEST_ROOT / "run" / "runtime")
+
+
+def missing_layers(*hexes: str) -> int:
+    """Print the layer digests this guest has not unpacked yet."""
+    for hex_ in hexes:
+        if not (LAYERS / hex_).is_dir():
+            print(hex_)
+    return 0
+
+
+def put_layer(digest: str, compression: str, diff_id: str = "") -> int:
+    """Read a layer blob from stdin, check its digest, unpack it beside its place, rename."""
+    from hostrt.images.unpack import unpack_layer
+
+    hex_ = digest.split(":", 1)[1]
+    LAYERS.mkdir(parents=True, exist_ok=True)
+    blob = tempfile.NamedTemporaryFile(dir=LAYERS, prefix=".blob-", delete=False)
+    hasher = hashlib.sha256()
+    with blob:
+        while chunk := sys.stdin.buffer.read(1 << 20):
+            hasher.update(chunk)
+            blob.write(chunk)
+    work = Path(tempfile.mkdtemp(dir=LAYERS, prefix=".tmp-"))
+    try:
+        if hasher.hexdigest() != hex_:
+            raise SystemExit(f"layer {digest}: received bytes hash to sha256:{hasher.hexdigest()}")
+        with open(blob.name, "rb") as source:
+            unpack_layer(source, compression, work, expected_diff_id=diff_id or None)
+        os.rename(work, LAYERS / hex_)
+    except FileExistsError:
+        shutil.rmtree(work)  # another transfer of the same layer won
+    except BaseException:
+        shutil.rmtree(work, ignore_errors=True)
+        raise
+    finally:
+        os.unlink(blob.name)
+    return 0
+
+
+def prepare(container_id: str) -> int:
+    """Assemble the bundle: rootfs over the shared layers, /etc files, config.json from stdin.
+
+    stdin: {"spec": <config with rootfs and /etc file paths left for the guest>, "layers": [hex...]}.
+    """
+    from hostrt.engine.snapshot import mount_rootfs
+
+    request = json.load(sys.stdin)
+    directory = CONTAINERS / container_id
+    directory.mkdir(parents=True)
+    rootfs = mount_rootfs([LAYERS / hex_ for hex_ in request["layers"]], directory)
+    spec = request["spec"]
+    spec["root"]["path"] = str(rootfs)
+    files = {"/etc/hostname": spec["hostname"] + "\n", "/etc/hosts": HOSTS + f"127.0.1.1\t{spec['hostname']}\n",
+             "/etc/resolv.conf": ""}
+    for mount in spec["mounts"]:
+        if mount["destination"] in files:
+            path = directory / Path(mount["destination"]).name
+            path.write_text(files[mount["destination"]])
+            mount["source"] = str(path)
+    (directory / "config.json").write_text(json.dumps(spec))
+    print(directory)
+    return 0
+
+
+def run(container_id: str) -> int:
+    """Run attached to this SSH session's stdio; exit with the container's code."""
+    from hostrt.engine import supervise
+
+    directory = CONTAINERS / container_id
+    supervise.become_subreaper()
+    runtime = _runtime()
+    pid = runtime.create(container_id, directory, directory / supervise.PID_FILE, sys.stdin.fileno(),
+                         sys.stdout.fileno(), sys.stderr.fileno())
+    for sig in supervise.FORWARDED_SIGNALS:
+        signal.signal(sig, lambda signum, _frame: os.kill(pid, signum))
+    runtime.start(container_id)
+    _, status = os.waitpid(pid, 0)
+    code = supervise.exit_code_of(status)
+    supervise.write_exit(directory, code, supervise.oom_killed(container_id))
+    runtime.delete(container_id, force=True)
+    return code
+
+
+def start(container_id: str, tty: str) -> int:
+    """Hand the container to the guest's own monitor (detached), print its pid."""
+    from hostrt.engine.monitor_client import ask_monitor
+    from hostrt.paths import Paths
+
+    paths = Paths(root=GUEST_ROOT, run=GUEST_ROOT / "run")
+    reply = ask_monitor(paths, _runtime(), {"op": "start", "id": container_id, "dir": str(CONTAINERS / container_id),
+                                            "auto_remove": False, "tty": tty == "tty"})
+    print(json.dumps(reply))
+    return 0 if reply.get("ok") else 1
+
+
+def state(container_id: str) -> int:
+    """The container's end (exit file) or that it still runs, as JSON."""
+    from hostrt.engine import supervise
+
+    directory = CONTAINERS / container_id
+    ended = supervise.read_exit(directory)
+    pid_file = directory / supervise.PID_FILE
+    pid = int(pid_file.read_text()) if pid_file.exists() else None
+    running = ended is None and pid is not None and supervise.pid_exists(pid)
+    print(json.dumps({"running": running, "pid": pid, "ended": ended, "exists": directory.is_dir()}))
+    return 0
+
+
+def logs(container_id: str) -> int:
+    for name in ("container.log.1", "container.log"):
+        path = CONTAINERS / container_id / name
+        if path.exists():
+            sys.stdout.write(path.read_text())
+    return 0
+
+
+def kill(container_id: str, signal_name: str) -> int:
+    _runtime().kill(container_id, signal_name, all_processes=signal_name == "SIGKILL")
+    return 0
+
+
+def remove(container_id: str) -> int:
+    """Everything the container had in the guest: runtime state, rootfs mount, its directory."""
+    from hostrt.engine.snapshot import unmount_rootfs
+
+    _runtime().delete(container_id, force=True)
+    directory = CONTAINERS / container_id
+    if directory.is_dir():
+        unmount_rootfs(directory)
+        shutil.rmtree(directory)
+    return 0
+
+
+OPERATIONS = {"missing-layers": missing_layers, "put-layer": put_layer, "prepare": prepare, "run": run,
+              "start": start, "state": state, "logs": logs, "kill": kill, "remove": remove}
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] not in OPERATIONS:
+        print(f"usage: guest_agent {{{','.join(OPERATIONS)}}} ARGS", file=sys.stderr)
+        return 2
+    try:
+        return OPERATIONS[argv[0]](*argv[1:])
+    except Exception as err:  # one line for the host to show; the host maps it to its own error
+        print(f"guest: {argv[0]}: {err}", file=sys.stderr)
+        return 125
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

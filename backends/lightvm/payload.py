@@ -1,0 +1,64 @@
+"""The code the host ships into a machine: the exact runtime and guest tools of this hostrt.
+
+The guest runs the same `backends/linux_native` as the host, byte for byte: the payload is
+named by the sha256 of its files, sent once per version (a tar on the SSH channel), and
+unpacked beside older versions, so a guest never runs a runtime the host did not ship.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import tarfile
+from functools import lru_cache
+from pathlib import Path
+
+import paramiko
+
+from backends.lightvm.ssh import run
+
+REPO = Path(__file__).resolve().parents[2]
+GUEST_CODE = "/var/lib/hostrt-guest/code"
+# Modules the guest needs besides the runtime package; all standard-library-only.
+GUEST_MODULES = (
+    "hostrt/__init__.py", "hostrt/errors.py", "hostrt/paths.py",
+    "hostrt/engine/__init__.py", "hostrt/engine/monitor.py", "hostrt/engine/monitor_client.py",
+    "hostrt/engine/supervise.py", "hostrt/engine/runtime_cli.py", "hostrt/engine/snapshot.py",
+    "hostrt/engine/console.py", "hostrt/engine/logfile.py", "hostrt/images/__init__.py", "hostrt/images/errors.py", "hostrt/images/unpack.py",
+    "backends/__init__.py", "backends/lightvm/__init__.py", "backends/lightvm/guest_agent.py",
+)
+RUNTIME_LAUNCHER = '#!/bin/sh\nPYTHONPATH="$(dirname "$0")" exec python3 -m backends.linux_native "$@"\n'
+
+
+@lru_cache(maxsize=1)
+def payload() -> tuple[str, bytes]:
+    """(version hash, tar bytes) of everything the guest needs; computed once per process."""
+    files = sorted({*GUEST_MODULES, *(str(p.relative_to(REPO)) for p in (REPO / "backends" / "linux_native").rglob("*.py"))})
+    digest = hashlib.sha256()
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name in files:
+            data = (REPO / name).read_bytes()
+            digest.update(name.encode() + b"\0" + data)
+            _add(tar, name, data, 0o644)
+        _add(tar, "hostrt-runtime", RUNTIME_LAUNCHER.encode(), 0o755)
+    return digest.hexdigest()[:16], buffer.getvalue()
+
+
+def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int) -> None:
+    info = tarfile.TarInfo(name)
+    info.size, info.mode = len(data), mode
+    tar.addfile(info, io.BytesIO(data))
+
+
+def ensure_payload(client: paramiko.SSHClient) -> str:
+    """The guest directory holding this hostrt's payload, shipping it first if absent."""
+    version, data = payload()
+    target = f"{GUEST_CODE}/{version}"
+    if run(client, f"test -f {target}/hostrt-runtime")[0] == 0:
+        return target
+    code, _, err = run(client, f"rm -rf {target}.tmp && mkdir -p {target}.tmp && tar -x -C {target}.tmp "
+                               f"&& mv {target}.tmp {target}", stdin=data)
+    if code != 0:
+        raise OSError(f"cannot ship the runtime to the guest: {err.decode(errors='replace').strip()}")
+    return target

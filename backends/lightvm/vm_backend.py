@@ -1,0 +1,231 @@
+"""The lightvm backend: containers in a Linux VM, run by the same runtime over SSH.
+
+A machine per guest architecture (`default` for the host's, `default-<arch>` otherwise) is
+created and booted on first use and stays up for the next run. The host ships the runtime
+(`payload.py`) and the image's missing layers into the guest, which keeps its own layer
+store; the bundle is assembled and run there by `guest_agent.py`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+import signal as signals
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from hostrt.engine.records import ContainerRecord
+from hostrt.errors import CannotExecuteError, CommandNotFoundError, HostrtError
+from hostrt.paths import Paths
+
+if TYPE_CHECKING:
+    import paramiko
+
+GUEST_CONTAINERS = "/var/lib/hostrt-guest/containers"
+
+
+class GuestError(HostrtError):
+    """An operation inside the machine failed."""
+
+
+def machine_name(host_arch: str, guest_arch: str) -> str:
+    return "default" if guest_arch == host_arch else f"default-{guest_arch}"
+
+
+def _guest_failure(stderr: bytes) -> HostrtError:
+    """The guest's last error line, mapped as docker maps a failed start (127, 126, else 125)."""
+    lines = [line for line in stderr.decode(errors="replace").splitlines() if line.strip()]
+    message = lines[-1] if lines else "the guest operation failed"
+    if "executable file not found" in message:
+        return CommandNotFoundError(message)
+    if "permission denied" in message.lower():
+        return CannotExecuteError(message)
+    return GuestError(message)
+
+
+class LightVMBackend:
+    """Containers in machines; one SSH session per machine for the life of this process."""
+
+    def __init__(self, paths: Paths, on_started: Callable[[ContainerRecord, int], None]) -> None:
+        self.paths = paths
+        self.on_started = on_started
+        self._sessions: dict[str, tuple[Any, str]] = {}  # machine -> (SSH client, guest code dir)
+
+    # -- machines -----------------------------------------------------------------------
+    def _session(self, name: str, arch: str, boot: bool) -> tuple["paramiko.SSHClient", str]:
+        """An SSH session to the machine, creating and booting it if `boot` (else it must run)."""
+        if name in self._sessions:
+            return self._sessions[name]
+        import platform as stdlib_platform
+
+        from backends.lightvm.guest_image import build_guest_image
+        from backends.lightvm.machines import existing, init_machine, start_machine
+        from backends.lightvm.payload import ensure_payload
+        from backends.lightvm.probe import resolve_virt_type
+        from backends.lightvm.settings import MachineSettings
+        from backends.lightvm.ssh import connect
+        from hostrt.platform import detect_host
+
+        root = self.paths.machines
+        if not (root / name / "machine.json").exists():
+            if not boot:
+                raise GuestError(f"machine {name} no longer exists")
+            print(f"hostrt: creating machine {name} ({arch})", file=sys.stderr)
+            init_machine(root, MachineSettings(name=name, arch=arch), build_guest_image(arch, self.paths.cache / "guest"))
+        machine = existing(root, name)
+        record = machine.run_record()
+        client = None
+        if record is not None:
+            try:
+                from backends.lightvm.machines import ssh_target
+
+                client = connect(ssh_target(machine), timeout=5)
+            except Exception:
+                client = None
+        if client is None:
+            if not boot:
+                raise GuestError(f"machine {name} is not running")
+            host = detect_host()
+            virt = resolve_virt_type(host.os, host.architecture, arch, Path(machine.boot().kernel), self.paths.cache,
+                                     stdlib_platform.release())
+            print(f"hostrt: starting machine {name} ({virt})", file=sys.stderr)
+            _, client = start_machine(root, name, virt)  # type: ignore[arg-type]
+        self._sessions[name] = (client, ensure_payload(client))
+        return self._sessions[name]
+
+    def _agent(self, record: ContainerRecord, boot: bool = False) -> tuple["paramiko.SSHClient", str]:
+        from hostrt.platform import ImagePlatform
+
+        assert record.machine is not None
+        client, code = self._session(record.machine, ImagePlatform.parse(record.platform).architecture, boot)
+        return client, f"cd {code} && python3 -m backends.lightvm.guest_agent"
+
+    def _call(self, record: ContainerRecord, op: str, *args: str, stdin: bytes | None = None, boot: bool = False) -> bytes:
+        from backends.lightvm.ssh import run
+
+        client, agent = self._agent(record, boot)
+        try:
+            code, out, err = run(client, f"{agent} {op} {shlex.join(args)}", stdin=stdin)
+        except (OSError, EOFError) as lost:
+            self._sessions.pop(record.machine or "", None)
+            raise GuestError(f"lost the connection to machine {record.machine}: {lost}") from None
+        if code != 0:
+            raise _guest_failure(err)
+        return out
+
+    # -- the interface ------------------------------------------------------------------
+    def prepare(self, record: ContainerRecord, image: Any, layer_dirs: list[Path]) -> list[str]:
+        """Ship missing layers, then have the guest assemble the bundle from a host-built spec."""
+        from hostrt.images.local import LocalImages
+        from hostrt.images.oci import LAYER_COMPRESSION
+        from hostrt.spec import ContainerFiles, build_spec
+
+        hexes = [layer.digest.split(":", 1)[1] for layer in image.layers]
+        missing = set(self._call(record, "missing-layers", *hexes, boot=True).decode().split())
+        store = LocalImages.open(self.paths).store
+        for layer in image.layers:
+            if layer.digest.split(":", 1)[1] in missing:
+                self._call(record, "put-layer", layer.digest, LAYER_COMPRESSION[layer.mediaType], layer.diff_id or "",
+                           stdin=store.read(layer.digest))
+        guest_dir = Path(GUEST_CONTAINERS) / record.id
+        files = ContainerFiles(guest_dir / "hostname", guest_dir / "hosts", guest_dir / "resolv.conf")
+        # Users resolve against the image's own files: the top layer that carries etc/passwd.
+        passwd_root = next((d for d in reversed(layer_dirs) if (d / "etc" / "passwd").is_file()), layer_dirs[-1])
+        spec = build_spec(image.config, record.options, passwd_root, record.id, files)
+        spec["root"]["path"] = str(guest_dir / "rootfs")
+        self._call(record, "prepare", record.id, stdin=json.dumps({"spec": spec, "layers": hexes}).encode())
+        return spec["process"]["args"]
+
+    def run_attached(self, record: ContainerRecord, interactive: bool) -> int:
+        """Stream the container's output from the guest; Ctrl-C and SIGTERM reach it through the agent."""
+        client, agent = self._agent(record)
+        channel = client.get_transport().open_session()
+        channel.exec_command(f"{agent} run {record.id}")
+        if not interactive:
+            channel.shutdown_write()
+        self.on_started(record, 0)
+
+        def forward(signum: int, _frame: object) -> None:
+            threading.Thread(target=self._signal_quietly, args=(record, signals.Signals(signum).name)).start()
+
+        previous = {sig: signals.signal(sig, forward) for sig in (signals.SIGINT, signals.SIGTERM)}
+        try:
+            if interactive:
+                threading.Thread(target=_pump_stdin, args=(channel,), daemon=True).start()
+            stderr_tail = _relay(channel)
+            code = channel.recv_exit_status()
+        finally:
+            for sig, handler in previous.items():
+                signals.signal(sig, handler)
+        if code >= 125 and b"guest:" in stderr_tail:
+            raise _guest_failure(stderr_tail)
+        return code
+
+    def _signal_quietly(self, record: ContainerRecord, name: str) -> None:
+        try:
+            self.signal(record, name)
+        except HostrtError:
+            pass
+
+    def start_detached(self, record: ContainerRecord) -> int:
+        reply = json.loads(self._call(record, "start", record.id, "tty" if record.options.tty else "notty"))
+        return int(reply.get("pid") or 0)
+
+    def signal(self, record: ContainerRecord, signal: str, all_processes: bool = False) -> None:
+        self._call(record, "kill", record.id, signal)
+
+    def ended(self, record: ContainerRecord) -> dict | None:
+        try:
+            state = json.loads(self._call(record, "state", record.id))
+        except GuestError:
+            return {"exit_code": 255, "oom_killed": False, "finished_at": time.time()}  # the machine is gone
+        if state["running"]:
+            return None
+        return state["ended"] or {"exit_code": 255, "oom_killed": False, "finished_at": time.time()}
+
+    def pause(self, record: ContainerRecord, resume: bool) -> None:
+        raise GuestError("pause is not available for containers in a VM yet")
+
+    def exec(self, record: ContainerRecord, command: list[str], env: list[str], workdir: str | None,
+             user: str | None, detach: bool, interactive: bool) -> int:
+        raise GuestError("exec is not available for containers in a VM yet")
+
+    def logs(self, record: ContainerRecord) -> list[dict]:
+        from hostrt.engine.logfile import parse
+
+        return parse(self._call(record, "logs", record.id).decode(errors="replace"))
+
+    def delete(self, record: ContainerRecord) -> None:
+        try:
+            self._call(record, "remove", record.id)
+        except GuestError:
+            pass  # the machine is gone, and the container with it
+
+
+def _relay(channel: "paramiko.Channel") -> bytes:
+    """Copy the channel's stdout/stderr to ours until it closes; returns the stderr tail."""
+    tail = b""
+    while True:
+        moved = False
+        if channel.recv_ready():
+            os.write(sys.stdout.fileno(), channel.recv(65536))
+            moved = True
+        if channel.recv_stderr_ready():
+            data = channel.recv_stderr(65536)
+            os.write(sys.stderr.fileno(), data)
+            tail = (tail + data)[-4096:]
+            moved = True
+        if not moved:
+            if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+                return tail
+            time.sleep(0.005)
+
+
+def _pump_stdin(channel: "paramiko.Channel") -> None:
+    while data := os.read(sys.stdin.fileno(), 65536):
+        channel.sendall(data)
+    channel.shutdown_write()

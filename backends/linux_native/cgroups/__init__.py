@@ -1,0 +1,117 @@
+"""Cgroups behind one interface: callers ask a Manager to apply, set, freeze, list and
+destroy, and never which cgroup version the host runs (v1, v2, or this machine's hybrid
+of v1 controllers beside an empty cgroup2, which is driven as v1)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+V1_CONTROLLERS = frozenset(
+    "cpu cpuacct cpuset memory devices freezer blkio pids hugetlb net_cls net_prio perf_event rdma misc".split()
+)
+
+
+class Manager:
+    """What the lifecycle operations need from a cgroup, whatever its version."""
+
+    version = 0
+
+    def apply(self, pid: int) -> None:
+        """Create the cgroup(s) if needed and move PID in."""
+
+    def set(self, resources: dict) -> None:
+        """Write linux.resources (runtime-spec shape) into the controllers."""
+
+    def freeze(self) -> None: ...
+
+    def thaw(self) -> None: ...
+
+    def is_frozen(self) -> bool:
+        return False
+
+    def pids(self) -> list[int]:
+        return []
+
+    def oom_kills(self) -> int:
+        return 0
+
+    def destroy(self) -> None: ...
+
+    def describe(self) -> dict:
+        """What state.json keeps to rebuild this manager later."""
+        return {}
+
+    def mount_sources(self) -> list[tuple[str, str]]:
+        """(host directory, name under /sys/fs/cgroup) pairs to bind into the container."""
+        return []
+
+
+def _read_pids(path: str) -> list[int]:
+    try:
+        with open(path) as f:
+            return [int(x) for x in f.read().split()]
+    except FileNotFoundError:
+        return []
+
+
+def _rmdir_retry(path: str) -> None:
+    """rmdir a cgroup; the kernel returns EBUSY for a moment after its last task exits."""
+    for _ in range(100):
+        try:
+            os.rmdir(path)
+            return
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            if exc.errno != 16:  # EBUSY
+                raise
+            time.sleep(0.01)
+
+
+def host_mode() -> str:
+    """'v2' when /sys/fs/cgroup itself is cgroup2, else 'v1' (including hybrid)."""
+    try:
+        st = os.statvfs("/sys/fs/cgroup")
+    except OSError:
+        return "none"
+    # f_type is not in statvfs; cgroup.controllers exists only at a cgroup2 root.
+    del st
+    return "v2" if os.path.exists("/sys/fs/cgroup/cgroup.controllers") else "v1"
+
+
+def default_path(container_id: str) -> str:
+    return f"hostrt-runtime/{container_id}"
+
+
+def create_manager(cgroups_path: str, container_id: str) -> Manager:
+    """A manager for a new container (nothing is created until apply)."""
+    path = cgroups_path or default_path(container_id)
+    if ":" in path and not path.startswith("/"):
+        # systemd's "slice:prefix:name" form, driven through cgroupfs.
+        slice_, prefix, name = (path.split(":") + ["", ""])[:3]
+        path = "/" + "/".join(p for p in (slice_, f"{prefix}-{name}" if prefix else name) if p)
+    mode = host_mode()
+    if mode == "v2":
+        from backends.linux_native.cgroups.v2 import V2Manager
+
+        return V2Manager.for_path(path)
+    if mode == "v1":
+        from backends.linux_native.cgroups.v1 import V1Manager
+
+        return V1Manager.for_path(path)
+    return Manager()
+
+
+def manager_for(saved: dict) -> Manager:
+    """Rebuild the manager recorded in state.json."""
+    version = saved.get("version")
+    if version == 1:
+        from backends.linux_native.cgroups.v1 import V1Manager
+
+        return V1Manager(saved["paths"])
+    if version == 2:
+        from backends.linux_native.cgroups.v2 import V2Manager
+
+        return V2Manager(saved["path"])
+    return Manager()

@@ -1,0 +1,253 @@
+"""cgroup v1: one directory per hierarchy; linux.resources written through a table of
+(section, key) -> (controller, file, format)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from backends.linux_native.cgroups import V1_CONTROLLERS, Manager, _read_pids, _rmdir_retry
+
+
+def _limit(value: int) -> str:
+    return "-1" if value is None or value < 0 else str(value)
+
+
+def _pids_max(value: int) -> str:
+    return "max" if value <= 0 else str(value)
+
+
+# (resources section, key) -> (controller, file, to-string). Order matters: the period
+# goes in before the quota, the memory limit before memsw.
+SCALARS: tuple[tuple[str, str, str, str, object], ...] = (
+    ("memory", "limit", "memory", "memory.limit_in_bytes", _limit),
+    ("memory", "swap", "memory", "memory.memsw.limit_in_bytes", _limit),
+    ("memory", "reservation", "memory", "memory.soft_limit_in_bytes", _limit),
+    ("memory", "kernel", "memory", "memory.kmem.limit_in_bytes", _limit),
+    ("memory", "kernelTCP", "memory", "memory.kmem.tcp.limit_in_bytes", _limit),
+    ("memory", "swappiness", "memory", "memory.swappiness", str),
+    ("memory", "disableOOMKiller", "memory", "memory.oom_control", lambda v: "1" if v else "0"),
+    ("cpu", "shares", "cpu", "cpu.shares", str),
+    ("cpu", "period", "cpu", "cpu.cfs_period_us", str),
+    ("cpu", "quota", "cpu", "cpu.cfs_quota_us", str),
+    ("cpu", "realtimePeriod", "cpu", "cpu.rt_period_us", str),
+    ("cpu", "realtimeRuntime", "cpu", "cpu.rt_runtime_us", str),
+    ("cpu", "cpus", "cpuset", "cpuset.cpus", str),
+    ("cpu", "mems", "cpuset", "cpuset.mems", str),
+    ("pids", "limit", "pids", "pids.max", _pids_max),
+    ("blockIO", "weight", "blkio", "blkio.weight", str),
+    ("blockIO", "leafWeight", "blkio", "blkio.leaf_weight", str),
+    ("network", "classID", "net_cls", "net_cls.classid", str),
+)
+
+# blockIO per-device lists -> (file, value key)
+BLKIO_DEVICE_LISTS: dict[str, tuple[str, str]] = {
+    "weightDevice": ("blkio.weight_device", "weight"),
+    "leafWeightDevice": ("blkio.leaf_weight_device", "leafWeight"),
+    "throttleReadBpsDevice": ("blkio.throttle.read_bps_device", "rate"),
+    "throttleWriteBpsDevice": ("blkio.throttle.write_bps_device", "rate"),
+    "throttleReadIOPSDevice": ("blkio.throttle.read_iops_device", "rate"),
+    "throttleWriteIOPSDevice": ("blkio.throttle.write_iops_device", "rate"),
+}
+
+
+def mounted_hierarchies() -> dict[str, str]:
+    """controller (or name=X) -> mount point, from /proc/self/mountinfo."""
+    found: dict[str, str] = {}
+    with open("/proc/self/mountinfo") as f:
+        for line in f:
+            left, _, right = line.partition(" - ")
+            fstype, _source, superopts = right.split()[:3]
+            if fstype != "cgroup":
+                continue
+            mountpoint = left.split()[4]
+            for opt in superopts.split(","):
+                if opt in V1_CONTROLLERS or opt.startswith("name="):
+                    found.setdefault(opt, mountpoint)
+    return found
+
+
+def own_cgroups() -> dict[str, str]:
+    """controller -> this process's cgroup path, from /proc/self/cgroup."""
+    own: dict[str, str] = {}
+    with open("/proc/self/cgroup") as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            for c in controllers.split(","):
+                if c:
+                    own[c] = path
+    return own
+
+
+class V1Manager(Manager):
+    version = 1
+
+    def __init__(self, paths: dict[str, str]) -> None:
+        self.paths = paths  # controller -> absolute directory
+
+    @classmethod
+    def for_path(cls, path: str) -> "V1Manager":
+        hierarchies = mounted_hierarchies()
+        own = own_cgroups() if not path.startswith("/") else {}
+        paths = {}
+        for controller, mountpoint in hierarchies.items():
+            inner = path if path.startswith("/") else os.path.join(own.get(controller, "/"), path)
+            paths[controller] = os.path.normpath(mountpoint + "/" + inner.lstrip("/"))
+        return cls(paths)
+
+    def describe(self) -> dict:
+        return {"version": 1, "paths": self.paths}
+
+    def _dir(self, controller: str) -> str | None:
+        return self.paths.get(controller)
+
+    def apply(self, pid: int) -> None:
+        for controller, path in self.paths.items():
+            if not os.path.isdir(path):
+                if controller == "cpuset":
+                    _make_cpuset(path)
+                else:
+                    os.makedirs(path, exist_ok=True)
+            with open(os.path.join(path, "cgroup.procs"), "w") as f:
+                f.write(str(pid))
+
+    def create(self) -> None:
+        for controller, path in self.paths.items():
+            if controller == "cpuset":
+                _make_cpuset(path)
+            else:
+                os.makedirs(path, exist_ok=True)
+
+    def _write(self, controller: str, name: str, value: str) -> None:
+        path = self._dir(controller)
+        if path is None:
+            raise OSError(2, f"cgroup controller {controller} is not mounted", controller)
+        with open(os.path.join(path, name), "w") as f:
+            f.write(value)
+
+    def set(self, resources: dict) -> None:
+        from backends.linux_native.log import LOG
+
+        memory = resources.get("memory") or {}
+        for section, key, controller, name, fmt in SCALARS:
+            value = (resources.get(section) or {}).get(key)
+            if value is None or (section == "cpu" and value == "" and key in ("cpus", "mems")):
+                continue
+            try:
+                self._write(controller, name, fmt(value))  # type: ignore[operator]
+            except OSError as exc:
+                if name == "blkio.weight" and exc.errno in (2, 13):
+                    # BFQ-only kernels name it blkio.bfq.weight (CFQ is gone since 5.0).
+                    self._write(controller, "blkio.bfq.weight", fmt(value))  # type: ignore[operator]
+                    continue
+                if key in ("kernel", "kernelTCP") and exc.errno in (95, 22, 2):
+                    LOG.warning(f"{name} not supported by this kernel, ignored")
+                    continue
+                if key == "limit" and section == "memory" and memory.get("swap") is not None:
+                    # Raising the limit above the old memsw limit: memsw first, then the limit.
+                    self._write("memory", "memory.memsw.limit_in_bytes", _limit(memory["swap"]))
+                    self._write(controller, name, fmt(value))  # type: ignore[operator]
+                    continue
+                raise OSError(exc.errno, f"cgroup {name}={value}: {exc.strerror}") from None
+        blockio = resources.get("blockIO") or {}
+        for key, (name, value_key) in BLKIO_DEVICE_LISTS.items():
+            for dev in blockio.get(key) or ():
+                if dev.get(value_key) is not None:
+                    self._write("blkio", name, f"{dev['major']}:{dev['minor']} {dev[value_key]}")
+        for limit in resources.get("hugepageLimits") or ():
+            self._write("hugetlb", f"hugetlb.{limit['pageSize']}.limit_in_bytes", str(limit["limit"]))
+        for prio in (resources.get("network") or {}).get("priorities") or ():
+            self._write("net_prio", "net_prio.ifpriomap", f"{prio['name']} {prio['priority']}")
+        if "devices" in self.paths and resources.get("devices") is not None:
+            self.set_devices(resources.get("devices") or [])
+
+    def set_devices(self, rules: list[dict]) -> None:
+        from backends.linux_native.tables import DEFAULT_DEVICE_RULES
+
+        def rule(kind: str, major: int | None, minor: int | None, access: str) -> str:
+            maj = "*" if major is None or major < 0 else str(major)
+            mnr = "*" if minor is None or minor < 0 else str(minor)
+            return f"{kind} {maj}:{mnr} {access}"
+
+        for r in rules:
+            kind = r.get("type") or "a"
+            line = "a" if kind == "a" and r.get("major") is None and r.get("minor") is None else rule(
+                kind, r.get("major"), r.get("minor"), r.get("access") or "rwm"
+            )
+            self._write("devices", "devices.allow" if r.get("allow") else "devices.deny", line)
+        for kind, major, minor, access in DEFAULT_DEVICE_RULES:
+            self._write("devices", "devices.allow", rule(kind, major, minor, access))
+
+    def _freezer(self, state: str) -> None:
+        self._write("freezer", "freezer.state", state)
+        for _ in range(1000):
+            if self._freezer_state() == state:
+                return
+            time.sleep(0.001)
+            self._write("freezer", "freezer.state", state)
+
+    def _freezer_state(self) -> str:
+        path = self._dir("freezer")
+        if path is None:
+            return "THAWED"
+        try:
+            with open(os.path.join(path, "freezer.state")) as f:
+                return f.read().strip()
+        except FileNotFoundError:
+            return "THAWED"
+
+    def freeze(self) -> None:
+        self._freezer("FROZEN")
+
+    def thaw(self) -> None:
+        self._freezer("THAWED")
+
+    def is_frozen(self) -> bool:
+        return self._freezer_state() == "FROZEN"
+
+    def pids(self) -> list[int]:
+        for controller in ("pids", "freezer", "memory", "cpu", "devices"):
+            if controller in self.paths:
+                return _read_pids(os.path.join(self.paths[controller], "cgroup.procs"))
+        return []
+
+    def oom_kills(self) -> int:
+        path = self._dir("memory")
+        try:
+            with open(os.path.join(path or "/nonexistent", "memory.oom_control")) as f:
+                for line in f:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        except FileNotFoundError:
+            pass
+        return 0
+
+    def destroy(self) -> None:
+        for path in self.paths.values():
+            _rmdir_retry(path)
+
+    def mount_sources(self) -> list[tuple[str, str]]:
+        hierarchies = mounted_hierarchies()
+        by_mount: dict[str, str] = {}
+        for controller, mountpoint in hierarchies.items():
+            if controller in self.paths:
+                by_mount[mountpoint] = self.paths[controller]
+        return [(path, os.path.basename(mountpoint)) for mountpoint, path in by_mount.items()]
+
+
+def _make_cpuset(path: str) -> None:
+    """Create a cpuset cgroup, copying cpus/mems down from the parent: v1 leaves them empty
+    and then refuses every task."""
+    parent = os.path.dirname(path)
+    if not os.path.isdir(parent):
+        _make_cpuset(parent)
+    try:
+        os.mkdir(path)
+    except FileExistsError:
+        return
+    for name in ("cpuset.cpus", "cpuset.mems"):
+        with open(os.path.join(parent, name)) as f:
+            value = f.read().strip()
+        with open(os.path.join(path, name), "w") as f:
+            f.write(value)

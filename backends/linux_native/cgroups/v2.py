@@ -1,0 +1,154 @@
+"""cgroup v2: one directory; controllers enabled down the tree through
+cgroup.subtree_control; linux.resources converted to the unified files."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from backends.linux_native.cgroups import Manager, _read_pids, _rmdir_retry
+
+ROOT = "/sys/fs/cgroup"
+
+
+def _max(value: int | None) -> str:
+    return "max" if value is None or value < 0 else str(value)
+
+
+def _shares_to_weight(shares: int) -> str:
+    # The conversion runc and crun agree on: [2, 262144] -> [1, 10000].
+    return str(1 + ((shares - 2) * 9999) // 262142) if shares else "100"
+
+
+class V2Manager(Manager):
+    version = 2
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    @classmethod
+    def for_path(cls, path: str) -> "V2Manager":
+        return cls(os.path.normpath(ROOT + "/" + path.lstrip("/")))
+
+    def describe(self) -> dict:
+        return {"version": 2, "path": self.path}
+
+    def _enable_controllers(self) -> None:
+        with open(os.path.join(ROOT, "cgroup.controllers")) as f:
+            available = f.read().split()
+        rel = os.path.relpath(self.path, ROOT)
+        current = ROOT
+        for part in rel.split("/"):
+            try:
+                with open(os.path.join(current, "cgroup.subtree_control"), "w") as f:
+                    f.write(" ".join("+" + c for c in available))
+            except OSError:
+                pass  # a parent with processes in it cannot delegate; limits there are lost
+            current = os.path.join(current, part)
+            os.makedirs(current, exist_ok=True)
+
+    def create(self) -> None:
+        self._enable_controllers()
+
+    def apply(self, pid: int) -> None:
+        if not os.path.isdir(self.path):
+            self._enable_controllers()
+        with open(os.path.join(self.path, "cgroup.procs"), "w") as f:
+            f.write(str(pid))
+
+    def _write(self, name: str, value: str) -> None:
+        with open(os.path.join(self.path, name), "w") as f:
+            f.write(value)
+
+    def set(self, resources: dict) -> None:
+        memory = resources.get("memory") or {}
+        cpu = resources.get("cpu") or {}
+        writes: list[tuple[str, str]] = []
+        if memory.get("limit") is not None:
+            writes.append(("memory.max", _max(memory["limit"])))
+        if memory.get("reservation") is not None:
+            writes.append(("memory.low", _max(memory["reservation"])))
+        if memory.get("swap") is not None:
+            swap, limit = memory["swap"], memory.get("limit")
+            writes.append(("memory.swap.max", _max(swap if swap < 0 or limit is None or limit < 0 else swap - limit)))
+        if memory.get("disableOOMKiller"):
+            writes.append(("memory.oom.group", "0"))
+        if cpu.get("shares"):
+            writes.append(("cpu.weight", _shares_to_weight(cpu["shares"])))
+        if cpu.get("quota") is not None or cpu.get("period") is not None:
+            quota = cpu.get("quota")
+            writes.append(("cpu.max", f"{_max(quota)} {cpu.get('period') or 100000}"))
+        if cpu.get("cpus"):
+            writes.append(("cpuset.cpus", cpu["cpus"]))
+        if cpu.get("mems"):
+            writes.append(("cpuset.mems", cpu["mems"]))
+        pids = resources.get("pids") or {}
+        if pids.get("limit") is not None:
+            writes.append(("pids.max", "max" if pids["limit"] <= 0 else str(pids["limit"])))
+        blockio = resources.get("blockIO") or {}
+        if blockio.get("weight"):
+            writes.append(("io.weight", str(blockio["weight"])))
+        for key, field in (
+            ("throttleReadBpsDevice", "rbps"), ("throttleWriteBpsDevice", "wbps"),
+            ("throttleReadIOPSDevice", "riops"), ("throttleWriteIOPSDevice", "wiops"),
+        ):
+            for dev in blockio.get(key) or ():
+                writes.append(("io.max", f"{dev['major']}:{dev['minor']} {field}={dev['rate']}"))
+        for limit in resources.get("hugepageLimits") or ():
+            writes.append((f"hugetlb.{limit['pageSize']}.max", str(limit["limit"])))
+        for name, value in (resources.get("unified") or {}).items():
+            writes.append((name, value))
+        for name, value in writes:
+            try:
+                self._write(name, value)
+            except OSError as exc:
+                raise OSError(exc.errno, f"cgroup {name}={value}: {exc.strerror}") from None
+
+    def _frozen_event(self) -> bool:
+        try:
+            with open(os.path.join(self.path, "cgroup.events")) as f:
+                return "frozen 1" in f.read()
+        except FileNotFoundError:
+            return False
+
+    def freeze(self) -> None:
+        self._write("cgroup.freeze", "1")
+        for _ in range(1000):
+            if self._frozen_event():
+                return
+            time.sleep(0.001)
+
+    def thaw(self) -> None:
+        self._write("cgroup.freeze", "0")
+
+    def is_frozen(self) -> bool:
+        try:
+            with open(os.path.join(self.path, "cgroup.freeze")) as f:
+                return f.read().strip() == "1"
+        except FileNotFoundError:
+            return False
+
+    def pids(self) -> list[int]:
+        return _read_pids(os.path.join(self.path, "cgroup.procs"))
+
+    def oom_kills(self) -> int:
+        try:
+            with open(os.path.join(self.path, "memory.events")) as f:
+                for line in f:
+                    key, _, value = line.partition(" ")
+                    if key == "oom_kill":
+                        return int(value)
+        except FileNotFoundError:
+            pass
+        return 0
+
+    def destroy(self) -> None:
+        if os.path.exists(os.path.join(self.path, "cgroup.kill")):
+            try:
+                self._write("cgroup.kill", "1")
+            except OSError:
+                pass
+        _rmdir_retry(self.path)
+
+    def mount_sources(self) -> list[tuple[str, str]]:
+        return [(self.path, "")]

@@ -1,0 +1,48 @@
+"""OCI hooks: each runs with the container state as JSON on stdin, its own env, and an
+optional timeout; a failing hook fails the step that ran it (poststop: a warning)."""
+
+from __future__ import annotations
+
+import os
+import time
+
+from backends.linux_native import jsonio
+from backends.linux_native.errors import RuntimeFailure
+
+
+def run(hooks: list, state: dict, kind: str) -> None:
+    payload = jsonio.dumps(state).encode()
+    for hook in hooks:
+        run_one(hook, payload, kind)
+
+
+def run_one(hook, payload: bytes, kind: str) -> None:
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.dup2(read_end, 0)
+            env = dict(e.split("=", 1) for e in hook.env if "=" in e)
+            os.execve(hook.path, hook.args, env)
+        except BaseException as exc:  # noqa: BLE001 - the child must never return
+            os.write(2, f"hook {hook.path}: {exc}\n".encode())
+        os._exit(127)
+    os.close(read_end)
+    try:
+        os.write(write_end, payload)
+    except BrokenPipeError:
+        pass
+    os.close(write_end)
+    deadline = time.monotonic() + hook.timeout if hook.timeout else None
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG if deadline else 0)
+        if done:
+            break
+        if deadline and time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            raise RuntimeFailure(f"{kind} hook {hook.path} timed out after {hook.timeout}s")
+        time.sleep(0.002)
+    code = os.waitstatus_to_exitcode(status)
+    if code != 0:
+        raise RuntimeFailure(f"{kind} hook {hook.path} failed with status {code}")

@@ -1,0 +1,1 @@
+"""One lifecycle operation per module, each readable top to bottom over state.py."""

@@ -1,0 +1,148 @@
+"""`create`: set up the container up to the user process, which then waits on exec.fifo
+for `start`."""
+
+from __future__ import annotations
+
+import os
+
+from backends.linux_native import OCI_VERSION, cgroups, jsonio, spec as speclib, state
+from backends.linux_native.errors import RuntimeFailure
+from backends.linux_native.log import LOG
+
+
+def main(command: str, glob, opts) -> int:
+    create(glob.root, opts.id, opts.bundle or os.getcwd(), opts)
+    return 0
+
+
+def _resources(spec) -> dict:
+    """linux.resources plus an allow rule for every linux.devices entry (as runc)."""
+    resources = dict(spec.resources)
+    if spec.devices and resources.get("devices") is not None:
+        resources["devices"] = list(resources["devices"]) + [
+            {"allow": True, "type": "c" if d.type == "u" else d.type, "major": d.major, "minor": d.minor, "access": "rwm"}
+            for d in spec.devices
+            if d.type in ("c", "u", "b")  # FIFOs are not subject to the devices cgroup
+        ]
+    return resources
+
+
+def _hook_state(ctr, status: str) -> dict:
+    return {
+        "ociVersion": OCI_VERSION, "id": ctr.id, "status": status, "pid": ctr.pid,
+        "bundle": ctr.bundle, "annotations": ctr.data.get("annotations") or {},
+    }
+
+
+def write_pid_file(path: str | None, pid: int) -> None:
+    if path:
+        path = os.path.abspath(path)
+        tmp = f"{path}.tmp{os.getpid()}"
+        with open(tmp, "w") as f:
+            f.write(str(pid))
+        os.rename(tmp, path)
+
+
+def create(root: str, container_id: str, bundle: str, opts, reaper: bool = False):
+    """Create the container; returns (Container, Channel) with init waiting on the FIFO."""
+    from backends.linux_native import hooks, process
+    from backends.linux_native.init import InitOptions, container_init
+
+    spec = speclib.load(bundle)
+    if spec.process.apparmor and not os.path.exists("/sys/kernel/security/apparmor"):
+        LOG.info("apparmor is not enabled on this host; apparmorProfile ignored")
+    ctr = state.new(root, container_id)
+    manager = None
+    init_pid = 0
+    console_fd = None
+    try:
+        fifo = os.path.join(ctr.dir, state.FIFO)
+        os.mkfifo(fifo, 0o622)
+        os.chmod(fifo, 0o622)
+        manager = cgroups.create_manager(spec.cgroups_path, container_id)
+        manager.create()
+        resources = _resources(spec)
+        if resources:
+            manager.set(resources)
+        if opts.console_socket:
+            import socket
+
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            sock.connect(opts.console_socket)
+            console_fd = sock.detach()
+        preserve = int(opts.preserve_fds or 0)
+        listen_fds = os.environ.get("LISTEN_FDS", "")
+        if listen_fds.isdigit():
+            preserve += int(listen_fds)
+        dir_fd = os.open(ctr.dir, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+        filt = None
+        if spec.seccomp:
+            from backends.linux_native import seccomp
+
+            filt = seccomp.build(spec.seccomp)
+        init_opts = InitOptions(dir_fd, console_fd, manager.mount_sources(), bool(opts.no_pivot), preserve, filt)
+        os.chdir(spec.bundle)
+        chan, init_pid = process.fork_container(
+            spec.namespaces,
+            {k: v for k, v in spec.namespaces.items() if v},
+            manager,
+            lambda ch: container_init(spec, init_opts, ch),
+            (spec.uid_mappings, spec.gid_mappings),
+            reaper=reaper,
+        )
+        os.close(dir_fd)
+        if console_fd is not None:
+            os.close(console_fd)
+        found = state.process_start_time(init_pid)
+        ctr.data.update(
+            pid=init_pid, pid_start=found[1] if found else 0, bundle=spec.bundle, rootfs=spec.root_path,
+            config=spec.raw, cgroup=manager.describe(), annotations=spec.annotations,
+        )
+        chan.answer(jsonio.dumps(_hook_state(ctr, "creating")))
+        chan.expect("hooks")
+        if spec.hooks["prestart"] or spec.hooks["createRuntime"]:
+            hook_state = _hook_state(ctr, "created")
+            hooks.run(spec.hooks["prestart"], hook_state, "prestart")
+            hooks.run(spec.hooks["createRuntime"], hook_state, "createRuntime")
+        chan.answer(jsonio.dumps(_hook_state(ctr, "created")))
+        chan.expect("ready")
+        ctr.save()
+        write_pid_file(opts.pid_file, init_pid)
+        return ctr, chan
+    except BaseException:
+        if init_pid:
+            from backends.linux_native.process import kill_quietly
+
+            kill_quietly(init_pid)
+            _wait_gone(init_pid)
+        if manager is not None:
+            try:
+                manager.destroy()
+            except OSError as exc:
+                LOG.warning(f"cgroup cleanup: {exc}")
+        _remove_dir(ctr.dir)
+        raise
+
+
+def _wait_gone(pid: int) -> None:
+    import time
+
+    for _ in range(500):
+        try:
+            done, _status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return
+        except ChildProcessError:
+            found = state.process_start_time(pid)
+            if found is None or found[0] in "ZX":
+                return
+        time.sleep(0.002)
+
+
+def _remove_dir(path: str) -> None:
+    try:
+        for name in os.listdir(path):
+            os.unlink(os.path.join(path, name))
+        os.rmdir(path)
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,55 @@
+"""`run`: create + start; in the foreground it also waits, forwards signals, returns the
+container's exit status (128+N for signal N) and deletes the container."""
+
+from __future__ import annotations
+
+import os
+
+from backends.linux_native.ops import create as create_op
+from backends.linux_native.ops import start as start_op
+
+# Signals a foreground `run` passes on to the container instead of dying of them.
+FORWARDED = (1, 2, 3, 10, 12, 15, 28)
+
+
+def main(command: str, glob, opts) -> int:
+    detach = bool(opts.detach)
+    ctr, _chan = create_op.create(glob.root, opts.id, opts.bundle or os.getcwd(), opts, reaper=not detach)
+    if detach:
+        start_op.release(ctr)
+        start_op.run_poststart(ctr)
+        return 0
+    import _signal
+
+    from backends.linux_native.ops.delete import delete
+    from backends.linux_native.process import wait_status_code
+
+    def forward(signum: int, _frame: object) -> None:
+        try:
+            os.kill(ctr.pid, signum)
+        except ProcessLookupError:
+            pass
+
+    for sig in FORWARDED:
+        _signal.signal(sig, forward)
+    try:
+        start_op.release(ctr)
+        start_op.run_poststart(ctr)
+        code = _wait(ctr.pid)
+    finally:
+        if not opts.keep:
+            delete(ctr, force=True)
+    return code
+
+
+def _wait(pid: int) -> int:
+    """Reap children (we are their subreaper) until the init exits."""
+    from backends.linux_native.process import wait_status_code
+
+    while True:
+        try:
+            done, status = os.waitpid(-1, 0)
+        except ChildProcessError:
+            return 255
+        if done == pid:
+            return wait_status_code(status)

@@ -1,0 +1,60 @@
+"""`start`: read exec.fifo, which releases the waiting init into the user process."""
+
+from __future__ import annotations
+
+import os
+
+from backends.linux_native import state
+from backends.linux_native.errors import BadState, RuntimeFailure
+from backends.linux_native.log import LOG
+
+
+def main(command: str, glob, opts) -> int:
+    start(state.load(glob.root, opts.id))
+    return 0
+
+
+def start(ctr: state.Container) -> None:
+    status = ctr.status()
+    if status != "created":
+        raise BadState(f"cannot start a container that is {status}" if status != "running" else "cannot start an already running container")
+    release(ctr)
+    if not ctr.config.get("process"):
+        raise RuntimeFailure("config.json has no process: nothing to start")
+    run_poststart(ctr)
+
+
+def release(ctr: state.Container) -> None:
+    """Open the FIFO for reading and wait for init's byte. A FIFO that never had a writer
+    does not report POLLHUP, so poll() waits exactly until init opened and wrote."""
+    import select
+
+    path = os.path.join(ctr.dir, state.FIFO)
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        while True:
+            if poller.poll(200):
+                if os.read(fd, 16):
+                    break
+                raise RuntimeFailure("container init closed exec.fifo without starting")
+            if not ctr.alive():
+                raise RuntimeFailure("container init died before start")
+    finally:
+        os.close(fd)
+    os.unlink(path)
+
+
+def run_poststart(ctr: state.Container) -> None:
+    from backends.linux_native import hooks, jsonio, spec as speclib
+
+    raw_hooks = (ctr.config.get("hooks") or {}).get("poststart")
+    if not raw_hooks:
+        return
+    st = ctr.oci_state()
+    for raw in raw_hooks:
+        try:
+            hooks.run_one(speclib.Hook(raw), jsonio.dumps(st).encode(), "poststart")
+        except RuntimeFailure as exc:
+            LOG.warning(str(exc))

@@ -1,0 +1,108 @@
+"""The fork dance, isolated from policy: runtime -> intermediate (joins the cgroup and
+namespaces, unshares new ones) -> init or exec process (PID 1 of a new PID namespace).
+The runtime stays in the host's namespaces and answers the children over a Channel."""
+
+from __future__ import annotations
+
+import os
+
+from backends.linux_native import namespaces, syscalls
+from backends.linux_native.channel import Channel
+from backends.linux_native.errors import RuntimeFailure
+
+PR_SET_DUMPABLE = 4
+PR_SET_CHILD_SUBREAPER = 36
+
+
+def describe(exc: BaseException) -> str:
+    """One readable line for an error, OSErrors without Python's [Errno N] noise."""
+    if isinstance(exc, OSError) and exc.strerror:
+        name = str(exc.filename) if exc.filename is not None else ""
+        return exc.strerror if name in exc.strerror else f"{exc.strerror}: {name}"
+    return str(exc)
+
+
+def _child_failed(chan: Channel, exc: BaseException) -> None:
+    """Report from a child and leave without running any parent cleanup."""
+    try:
+        msg = describe(exc)
+        chan.send("error", msg or exc.__class__.__name__)
+    finally:
+        os._exit(1)
+
+
+def _intermediate(chan: Channel, join: dict[str, str], new_flags: int, new_user: bool, cgroup, child) -> None:
+    try:
+        chan.child_side()
+        if cgroup is not None:
+            cgroup.apply(os.getpid())
+        namespaces.join(join)
+        if new_user:
+            syscalls.unshare(namespaces.CLONE_NEWUSER)
+            chan.send("userns")
+            chan.wait()
+            os.setresgid(0, 0, 0)
+            os.setresuid(0, 0, 0)
+        if new_flags:
+            syscalls.unshare(new_flags)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                child(chan)
+            except BaseException as exc:  # noqa: BLE001 - report, never return into the runtime
+                _child_failed(chan, exc)
+            os._exit(1)
+        chan.send("pid", str(pid))
+    except BaseException as exc:  # noqa: BLE001
+        _child_failed(chan, exc)
+    os._exit(0)
+
+
+def fork_container(spec_namespaces: dict[str, str], join: dict[str, str], cgroup, child, id_maps=None, reaper: bool = False) -> tuple[Channel, int]:
+    """Start intermediate + final child; returns the channel and the final child's host PID
+    once the intermediate is reaped. CHILD runs in the new namespaces and must not return."""
+    syscalls.prctl(PR_SET_DUMPABLE, 0)
+    if reaper:
+        syscalls.prctl(PR_SET_CHILD_SUBREAPER, 1)
+    new_user = "user" in spec_namespaces and not spec_namespaces["user"] and "user" not in join
+    new_flags = namespaces.new_flags({k: v for k, v in spec_namespaces.items() if k not in join})
+    chan = Channel()
+    pid = os.fork()
+    if pid == 0:
+        _intermediate(chan, join, new_flags, new_user, cgroup, child)
+    chan.parent_side()
+    try:
+        while True:
+            kind, payload = chan.expect("userns", "pid")
+            if kind == "userns":
+                uid_maps, gid_maps = id_maps or ([], [])
+                namespaces.write_id_maps(pid, uid_maps, gid_maps)
+                chan.answer()
+                continue
+            child_pid = int(payload)
+            break
+    except BaseException:
+        os.waitpid(pid, 0)
+        chan.close()
+        raise
+    os.waitpid(pid, 0)
+    return chan, child_pid
+
+
+def kill_quietly(pid: int) -> None:
+    try:
+        os.kill(pid, 9)
+    except OSError:
+        pass
+
+
+def wait_status_code(status: int) -> int:
+    """Exit code as a shell reports it: 128+N for death by signal N."""
+    code = os.waitstatus_to_exitcode(status)
+    return 128 - code if code < 0 else code
+
+
+def check_no_error(chan: Channel) -> None:
+    kind, payload = chan.recv()
+    if kind == "error":
+        raise RuntimeFailure(payload)

@@ -1,0 +1,88 @@
+"""Containers in a real machine (libvirt + QEMU under the probed accelerator, TCG here), end to end
+through the CLI. One hostrt root for the module, so its machines stay warm between tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.engine.conftest import REPO, Hostrt
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="machines are run through libvirt's system daemon as root"),
+    pytest.mark.skipif(not Path("/run/libvirt/libvirt-sock").exists(), reason="libvirtd is not running (ci/services starts it)"),
+]
+
+
+@pytest.fixture(scope="module")
+def vm_hostrt(tmp_path_factory: pytest.TempPathFactory, guest_cache: Path, apt_arch) -> Iterator[Hostrt]:  # type: ignore[no-untyped-def]
+    apt_arch("arm64")
+    root = tmp_path_factory.mktemp("vm-root")
+    (root / "cache").mkdir()
+    (root / "cache" / "guest").symlink_to(guest_cache)  # guest images built once per session
+    hostrt = Hostrt(root, str(Path(os.sys.executable).with_name("hostrt-runtime")))
+    hostrt.ok("image", "build", str(REPO / "images" / "busybox"), timeout=600)
+    yield hostrt
+    for machine in json.loads(hostrt("machine", "ls", "--format", "json").stdout or "[]"):
+        hostrt("machine", "rm", machine["name"], timeout=120)
+
+
+def test_run_in_vm_reports_the_guest_kernel(vm_hostrt: Hostrt) -> None:
+    done = vm_hostrt("run", "--backend", "lightvm", "--rm", "busybox", "sh", "-c", "uname -m; uname -r", timeout=900)
+    assert done.returncode == 0, done.stderr
+    arch, release = done.stdout.split()
+    assert arch == "x86_64"
+    assert release != os.uname().release, "the container ran on the guest's kernel, not the host's"
+    machines = json.loads(vm_hostrt.ok("machine", "ls", "--format", "json"))
+    assert [(m["name"], m["state"]) for m in machines] == [("default", "running")]
+
+
+def test_exit_codes_streams_and_stdin(vm_hostrt: Hostrt) -> None:
+    done = vm_hostrt("run", "--backend", "lightvm", "--rm", "busybox", "sh", "-c", "echo out; echo err >&2; exit 7")
+    assert (done.returncode, done.stdout, done.stderr) == (7, "out\n", "err\n")
+    done = vm_hostrt("run", "--backend", "lightvm", "--rm", "-i", "busybox", "sh", "-c", "tr a-z A-Z", input="from host\n")
+    assert done.stdout == "FROM HOST\n"
+    missing = vm_hostrt("run", "--backend", "lightvm", "--rm", "busybox", "nosuch")
+    assert missing.returncode == 127 and "nosuch" in missing.stderr
+
+
+def test_detached_logs_and_stop(vm_hostrt: Hostrt) -> None:
+    container_id = vm_hostrt.ok("run", "--backend", "lightvm", "-d", "busybox", "sh", "-c",
+                                "echo up; while true; do sleep 1; done").strip()
+    deadline = time.monotonic() + 60
+    while "up" not in vm_hostrt.ok("logs", container_id) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert vm_hostrt.ok("logs", container_id) == "up\n"
+    assert "lightvm" in vm_hostrt.ok("ps")
+    vm_hostrt.ok("stop", "-t", "2", container_id, timeout=120)
+    state = json.loads(vm_hostrt.ok("inspect", container_id))[0]["State"]
+    assert (state["Status"], state["ExitCode"]) == ("exited", 137)
+    vm_hostrt.ok("rm", container_id)
+    assert container_id not in vm_hostrt.ok("ps", "-a")
+
+
+def test_arm64_image_runs_in_an_arm64_machine_without_asking(vm_hostrt: Hostrt) -> None:
+    explain = vm_hostrt.ok("run", "--explain", "--platform", "linux/arm64", "busybox", "true")
+    assert "backend: lightvm (qemu-system-aarch64, tcg)" in explain
+    done = vm_hostrt("run", "--rm", "--platform", "linux/arm64", "busybox", "uname", "-m", timeout=1200)
+    assert (done.returncode, done.stdout) == (0, "aarch64\n"), done.stderr
+
+
+def test_a_killed_guest_is_a_clear_error(vm_hostrt: Hostrt) -> None:
+    vm_hostrt.ok("run", "--backend", "lightvm", "--rm", "busybox", "true", timeout=900)  # the machine is up
+    uuid = json.loads(vm_hostrt.ok("machine", "inspect", "default"))["running"]["domain_uuid"]
+    subprocess.run(["virsh", "-c", "qemu:///system", "destroy", uuid], check=True, capture_output=True)
+    done = vm_hostrt("machine", "ssh", "default", "--", "true")
+    assert done.returncode == 125
+    assert done.stderr.startswith("hostrt: error: ") and "Traceback" not in done.stderr
+    again = vm_hostrt("run", "--backend", "lightvm", "--rm", "busybox", "echo", "back", timeout=900)
+    assert again.stdout == "back\n", "the next run boots the machine again"

@@ -1,0 +1,140 @@
+"""Fixtures for the native runtime: busybox bundles built from /bin/busybox (busybox-static),
+a private --root per test, and a cleanup that deletes whatever a test left running and
+checks no cgroup was left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from backends.linux_native.default_spec import default_spec
+
+BUSYBOX = "/bin/busybox"
+RUNTIME = [str(Path(sys.executable).with_name("hostrt-runtime"))]
+if not os.path.exists(RUNTIME[0]):
+    RUNTIME = [sys.executable, "-m", "backends.linux_native"]
+
+
+def _skip_reason() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root (namespaces, mounts, cgroups)"
+    if not os.path.exists(BUSYBOX):
+        return "needs /bin/busybox (apt-get install busybox-static)"
+    if not os.path.isdir("/sys/fs/cgroup"):
+        return "needs a cgroup file system"
+    return None
+
+
+def pytest_collection_modifyitems(config, items):
+    reason = _skip_reason()
+    for item in items:
+        if "tests/native" in str(item.fspath):
+            item.add_marker(pytest.mark.root)
+            if reason:
+                item.add_marker(pytest.mark.skip(reason=reason))
+
+
+@pytest.fixture(scope="session")
+def rootfs_template(tmp_path_factory) -> Path:
+    """A busybox root file system, built once; bundles hard-link it."""
+    root = tmp_path_factory.mktemp("busybox") / "rootfs"
+    for d in ("bin", "proc", "sys", "dev", "tmp", "etc", "root", "var", "usr"):
+        (root / d).mkdir(parents=True)
+    shutil.copy2(BUSYBOX, root / "bin" / "busybox")
+    applets = subprocess.run([BUSYBOX, "--list"], capture_output=True, text=True, check=True).stdout.split()
+    for applet in applets:
+        if applet != "busybox":
+            (root / "bin" / applet).symlink_to("busybox")
+    (root / "sbin").symlink_to("bin")
+    (root / "usr" / "bin").symlink_to("../bin")
+    (root / "etc" / "passwd").write_text("root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/false\n")
+    (root / "etc" / "group").write_text("root:x:0:\nnogroup:x:65534:\n")
+    os.chmod(root / "tmp", 0o1777)
+    return root
+
+
+class Runtime:
+    """Runs hostrt-runtime with a private --root and --log."""
+
+    def __init__(self, root: Path, log: Path) -> None:
+        self.root = root
+        self.log = log
+        self.output = log.with_name("container.out")
+
+    def __call__(self, *args: str, check: bool = True, timeout: float = 60, **kwargs) -> subprocess.CompletedProcess:
+        cmd = [*RUNTIME, "--root", str(self.root), "--log", str(self.log), "--log-format", "json", *args]
+        if args[0] == "create" or (args[0] in ("run", "exec") and ("-d" in args or "--detach" in args)):
+            # A detached container keeps the runtime's stdio: give it files, not our pipes.
+            with open(self.output, "a") as out:
+                proc = subprocess.run(cmd, text=True, timeout=timeout, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, **kwargs)
+            proc.stdout = proc.stderr = self.output.read_text()
+        else:
+            kwargs.setdefault("capture_output", True)
+            proc = subprocess.run(cmd, text=True, timeout=timeout, **kwargs)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"{' '.join(args)} -> {proc.returncode}\nstdout: {proc.stdout}\nstderr: {proc.stderr}")
+        return proc
+
+    def state(self, cid: str) -> dict:
+        return json.loads(self("state", cid).stdout)
+
+    def ids(self) -> list[str]:
+        return self("list", "-q").stdout.split()
+
+
+@pytest.fixture
+def rt(tmp_path) -> Runtime:
+    runtime = Runtime(tmp_path / "state", tmp_path / "runtime.log")
+    yield runtime
+    leftovers = runtime.ids() if runtime.root.exists() else []
+    cgroups = []
+    for cid in leftovers:
+        data = json.loads((runtime.root / cid / "state.json").read_text())
+        cgroups.extend((data.get("cgroup") or {}).get("paths", {}).values())
+        runtime("delete", "--force", cid, check=False)
+    for path in cgroups:
+        assert not os.path.exists(path), f"cgroup {path} left behind"
+
+
+class BundleFactory:
+    def __init__(self, tmp_path: Path, template: Path) -> None:
+        self.tmp_path = tmp_path
+        self.template = template
+        self.count = 0
+
+    def __call__(self, *args: str, readonly: bool = True, copy: bool = False, edit=None, base: Path | None = None) -> Path:
+        """A bundle whose process runs ARGS; EDIT(config) may change the config; BASE puts
+        it elsewhere than tmp_path (pytest's 0700 directories stop a remapped root)."""
+        self.count += 1
+        bundle = (base or self.tmp_path) / f"bundle{self.count}"
+        bundle.mkdir()
+        shutil.copytree(self.template, bundle / "rootfs", symlinks=True, copy_function=shutil.copy2 if copy else os.link)
+        config = default_spec(list(args) or ["true"])
+        config["root"]["readonly"] = readonly
+        config["hostname"] = "hostrt-test"
+        if edit:
+            edit(config)
+        (bundle / "config.json").write_text(json.dumps(config, indent=1))
+        return bundle
+
+
+@pytest.fixture
+def bundle(tmp_path, rootfs_template) -> BundleFactory:
+    return BundleFactory(tmp_path, rootfs_template)
+
+
+@pytest.fixture
+def open_dir():
+    """A directory under /tmp that every uid can traverse (for user namespace bundles)."""
+    import tempfile
+
+    path = Path(tempfile.mkdtemp(prefix="hostrt-userns-", dir="/tmp"))
+    path.chmod(0o711)
+    yield path
+    shutil.rmtree(path)

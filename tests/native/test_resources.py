@@ -1,0 +1,118 @@
+"""Cgroup limits that hold: memory (OOM kill), pids (fork bomb), values written, update,
+cleanup on delete."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+
+import pytest
+
+from backends.linux_native.cgroups import host_mode, manager_for
+
+
+def _cgroup(rt, cid: str) -> dict:
+    return json.loads((rt.root / cid / "state.json").read_text())["cgroup"]
+
+
+def _file(rt, cid: str, controller: str, name: str) -> str:
+    cg = _cgroup(rt, cid)
+    base = cg["paths"][controller] if cg["version"] == 1 else cg["path"]
+    with open(os.path.join(base, name)) as f:
+        return f.read().strip()
+
+
+def test_memory_limit_ends_in_oom_kill(rt, bundle):
+    def edit(config):
+        config["linux"]["resources"]["memory"] = {"limit": 32 << 20, "swap": 32 << 20}
+
+    # the shell holds the whole 64 MiB string in memory
+    b = bundle("sh", "-c", "x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo survived ${#x}", edit=edit)
+    rt("run", "-d", "-b", str(b), "c1")
+    for _ in range(200):
+        if rt.state("c1")["status"] == "stopped":
+            break
+        time.sleep(0.05)
+    assert rt.state("c1")["status"] == "stopped"
+    assert manager_for(_cgroup(rt, "c1")).oom_kills() >= 1
+    assert "survived" not in rt.output.read_text()
+    rt("delete", "c1")
+
+
+def test_pids_limit_holds_a_fork_bomb(rt, bundle):
+    def edit(config):
+        config["linux"]["resources"]["pids"] = {"limit": 16}
+
+    # The timer is forked first; the bomb subshell forks until the kernel says no; then
+    # only builtins (read, echo) run, as no fork is left.
+    script = (
+        "sleep 2 & s=$!; (while true; do sleep 30 & done) 2>/dev/null & wait $s; "
+        "f=/sys/fs/cgroup/pids/pids.current; [ -e $f ] || f=/sys/fs/cgroup/pids.current; read n < $f; echo pids=$n"
+    )
+    b = bundle("sh", "-c", script, edit=edit)
+    rt("run", "-d", "-b", str(b), "c1")
+    for _ in range(200):
+        if rt.state("c1")["status"] == "stopped":
+            break
+        time.sleep(0.05)
+    out = rt.output.read_text()
+    current = int(out.split("pids=")[1].split()[0])
+    assert 8 <= current <= 16, out
+    if _cgroup(rt, "c1")["version"] == 1:
+        events = _file(rt, "c1", "pids", "pids.events")
+        assert int(events.split()[1]) > 0, events  # "max N": N forks refused
+    rt("delete", "c1")
+
+
+def test_cgroup_values_update_and_cleanup(rt, bundle):
+    def edit(config):
+        config["linux"]["resources"].update(
+            memory={"limit": 64 << 20, "reservation": 32 << 20},
+            cpu={"shares": 512, "quota": 50000, "period": 100000, "cpus": "0"},
+            pids={"limit": 100},
+        )
+        config["linux"]["cgroupsPath"] = "/hostrt-test/c1"
+
+    b = bundle("sleep", "100", edit=edit)
+    rt("run", "-d", "-b", str(b), "c1")
+    cg = _cgroup(rt, "c1")
+    if cg["version"] == 1:
+        assert _file(rt, "c1", "memory", "memory.limit_in_bytes") == str(64 << 20)
+        assert _file(rt, "c1", "memory", "memory.soft_limit_in_bytes") == str(32 << 20)
+        assert _file(rt, "c1", "cpu", "cpu.shares") == "512"
+        assert _file(rt, "c1", "cpu", "cpu.cfs_quota_us") == "50000"
+        assert _file(rt, "c1", "cpuset", "cpuset.cpus") == "0"
+        assert _file(rt, "c1", "pids", "pids.max") == "100"
+        assert cg["paths"]["memory"].endswith("/hostrt-test/c1")
+        pid = rt.state("c1")["pid"]
+        assert str(pid) in _file(rt, "c1", "memory", "cgroup.procs").split()
+        rt("update", "--memory", "128m", "--pids-limit", "50", "--cpu-quota", "20000", "c1")
+        assert _file(rt, "c1", "memory", "memory.limit_in_bytes") == str(128 << 20)
+        assert _file(rt, "c1", "pids", "pids.max") == "50"
+        assert _file(rt, "c1", "cpu", "cpu.cfs_quota_us") == "20000"
+        paths = list(cg["paths"].values())
+    else:
+        assert _file(rt, "c1", "", "memory.max") == str(64 << 20)
+        assert _file(rt, "c1", "", "pids.max") == "100"
+        rt("update", "--memory", "128m", "c1")
+        assert _file(rt, "c1", "", "memory.max") == str(128 << 20)
+        paths = [cg["path"]]
+    rt("delete", "--force", "c1")
+    for path in paths:
+        assert not os.path.exists(path)
+
+
+def test_container_sees_its_own_cgroup(rt, bundle):
+    b = bundle("cat", "/proc/self/cgroup")
+    out = rt("run", "-b", str(b), "c1").stdout
+    # with a cgroup namespace every controller's path is the namespace root
+    assert all(line.endswith(":/") for line in out.splitlines()), out
+
+
+@pytest.mark.skipif(host_mode() != "v1", reason="checks the v1 layout of /sys/fs/cgroup")
+def test_v1_cgroup_mount_layout(rt, bundle):
+    b = bundle("sh", "-c", "ls /sys/fs/cgroup; cat /sys/fs/cgroup/pids/pids.max", edit=lambda c: c["linux"]["resources"].__setitem__("pids", {"limit": 42}))
+    out = rt("run", "-b", str(b), "c1").stdout.split()
+    assert "memory" in out and "pids" in out and "freezer" in out
+    assert out[-1] == "42"
