@@ -17,6 +17,7 @@ import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from hostrt.engine import failpoints
 from hostrt.errors import HostrtError, UsageError
 from hostrt.network import bridge, nat, netns
 from hostrt.network.ipam import AddressesExhaustedError, Leases, pick_address
@@ -100,7 +101,9 @@ def setup(container_dir: Path, container_id: str, hostname: str, network: str, p
         if net.builtin:
             nat.install(net)
     attachment.save(container_dir)
+    failpoints.reached("net-after-lease")
     netns.create(Path(attachment.netns), attachment.veth, attachment.address, net.prefix, net.gateway)
+    failpoints.reached("net-after-netns")
     done = bridge.ip_batch([f"link set {attachment.veth} master {net.bridge}", f"link set {attachment.veth} up"])
     if done.returncode != 0:
         raise HostrtError(f"cannot attach {attachment.veth} to {net.bridge}: {done.stderr.strip()}")

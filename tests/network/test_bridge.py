@@ -150,6 +150,18 @@ def _running_pid(hostrt: Hostrt, name: str) -> int:
     raise AssertionError(f"{name} never ran")
 
 
+@pytest.mark.parametrize("point", ["net-after-lease", "net-after-netns", "after-create"])
+def test_crash_while_connecting_then_prune_leaves_nothing(hostrt: Hostrt, point: str) -> None:
+    before = links()
+    done = subprocess.run([sys.executable, "-m", "hostrt", "run", "-p", f"127.0.0.1:{free_port()}:80", "busybox",
+                           "true"], env={**hostrt.env, "HOSTRT_FAILPOINT": point}, capture_output=True, timeout=60,
+                          stdin=subprocess.DEVNULL)
+    assert done.returncode == -9
+    assert len(leases(hostrt.root)) == 1
+    hostrt.ok("system", "prune", "-f")
+    assert_no_network_left(hostrt, before)
+
+
 def test_sigkill_of_hostrt_then_prune_leaves_nothing(hostrt: Hostrt) -> None:
     before = links()
     port = free_port()
