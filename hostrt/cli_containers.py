@@ -334,6 +334,7 @@ def inspect(
 ) -> None:
     """Show low-level information on containers (or, when no container matches, images) as JSON."""
     from hostrt.errors import NotFoundError
+    from hostrt.network.report import network_settings
 
     engine = _engine()
     found: list[dict] = []
@@ -351,6 +352,7 @@ def inspect(
         data["State"] = {"Status": record.status, "Running": record.status == "running",
                          "Paused": record.status == "paused", "Pid": record.pid or 0,
                          "ExitCode": record.exit_code or 0, "OOMKilled": record.oom_killed}
+        data["NetworkSettings"] = network_settings(engine.records.dir_of(record.id))
         found.append(data)
     typer.echo(json.dumps(found, indent=2))
 

@@ -67,12 +67,19 @@ def test_containers_on_a_user_network_reach_each_other_by_name(hostrt: Hostrt) -
         # the default bridge, like docker's, has no names: only the user network does
         outside = hostrt("run", "--rm", "busybox", "wget", "-T", "2", "-qO-", "http://web/")
         assert outside.returncode != 0
+        hostrt.ok("run", "-d", "--name", "peer", "--network", "front", "busybox", "sleep", "600")
         members = json.loads(hostrt.ok("network", "inspect", "front"))[0]["containers"]
-        assert list(members.values()) == [address_of(hostrt.root, "web")]
+        assert sorted(members.values()) == sorted([address_of(hostrt.root, "web"), address_of(hostrt.root, "peer")])
+        settings = json.loads(hostrt.ok("inspect", "web"))[0]["NetworkSettings"]
+        assert (settings["NetworkMode"], settings["IPAddress"]) == ("front", address_of(hostrt.root, "web"))
         refused = hostrt("network", "rm", "front")
         assert refused.returncode == 125 and "in use" in refused.stderr
+        assert "web" in hostrt.ok("exec", "peer", "cat", "/etc/hosts")
+        hostrt.ok("rm", "-f", "web")
+        assert "web" not in hostrt.ok("exec", "peer", "cat", "/etc/hosts"), "a removed member leaves the others' hosts"
     finally:
-        hostrt("rm", "-f", "web")
+        for name in ("web", "peer"):
+            hostrt("rm", "-f", name)
         hostrt.ok("network", "rm", "front")
     assert "front" not in hostrt.ok("network", "ls", "-q").split()
     assert bridge not in links()
