@@ -8,7 +8,6 @@ whatever must follow the number of leases (the default bridge exists while it ha
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import ipaddress
 import json
 import os
@@ -32,6 +31,8 @@ class Leases:
     @contextlib.contextmanager
     def locked(self) -> Iterator[dict[str, str]]:
         """The leases, held exclusively; changes to the dict are written on a clean exit."""
+        import fcntl  # POSIX only; the front end must import on Windows
+
         self.directory.mkdir(parents=True, exist_ok=True)
         with open(self.lock_path, "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)

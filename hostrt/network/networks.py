@@ -9,7 +9,6 @@ they overlap neither each other nor any route the host already has.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import ipaddress
 import json
@@ -88,6 +87,8 @@ class NetworkStore:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
+        import fcntl  # POSIX only; the front end must import on Windows
+
         self.directory.mkdir(parents=True, exist_ok=True)
         with open(self.directory / ".networks.lock", "a") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)

@@ -14,7 +14,6 @@ one connected socket per client address.
 from __future__ import annotations
 
 import errno
-import fcntl
 import json
 import os
 import selectors
@@ -37,6 +36,8 @@ class _Endpoint:
     """
 
     def __init__(self, relay: "_Relay", sock: socket.socket, connecting: bool = False) -> None:
+        import fcntl  # Linux only, as the monitor; this module is imported on every OS
+
         self.relay, self.sock, self.connecting = relay, sock, connecting
         self.pipe_r, self.pipe_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
         try:
