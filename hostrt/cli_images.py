@@ -140,10 +140,17 @@ def images(output: FormatOpt = "text") -> None:
 
 def rmi(names: Annotated[list[str], typer.Argument(help="Images to remove.")]) -> None:
     """Remove images (their names; content no other image uses is deleted)."""
-    from hostrt.images.local import remove
+    from hostrt.engine.records import ConflictError, RecordStore
+    from hostrt.images.local import name_of, remove
+    from hostrt.paths import Paths
 
     local = _images()
+    records = RecordStore(Paths.default().containers).all()
     for name in names:
+        users = [r for r in records if r.image == name_of(name)]
+        if users:  # their overlays stack on this image's layer directories
+            raise ConflictError(f"unable to remove image {name}: container {users[0].id[:12]} ({users[0].name}) "
+                                f"uses it; remove the container first")
         removed_name, blobs = remove(local, name)
         typer.echo(f"Untagged: {removed_name} ({len(blobs)} blobs deleted)")
 

@@ -12,7 +12,7 @@ import platform as stdlib_platform
 import shutil
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Optional
 
 import typer
 
@@ -30,18 +30,20 @@ def init(
     arch: Annotated[str, typer.Option("--arch", help="Guest architecture: amd64 or arm64 (default: the host's).")] = "",
     cpus: Annotated[int, typer.Option("--cpus", help="Virtual CPUs.")] = 2,
     memory: Annotated[int, typer.Option("--memory", help="Memory in MiB.")] = 1024,
+    share: Annotated[Optional[list[str]], typer.Option("--share", help="Host directory for -v (repeatable; default: $HOME and /tmp).")] = None,
 ) -> None:
     """Create a machine: build (or reuse) the guest image, generate its SSH keys, pin its host key."""
     from pydantic import ValidationError
 
     from backends.lightvm.guest_image import build_guest_image
     from backends.lightvm.machines import init_machine
-    from backends.lightvm.settings import MachineSettings
+    from backends.lightvm.settings import MachineSettings, default_shares
     from hostrt.errors import UsageError
 
     guest_arch = ImagePlatform.parse(f"linux/{arch}").architecture if arch else detect_host().architecture
     try:
-        settings = MachineSettings(name=name, arch=guest_arch, cpus=cpus, memory_mib=memory)  # type: ignore[arg-type]
+        shares = [os.path.realpath(s) for s in share] if share else default_shares()
+        settings = MachineSettings(name=name, arch=guest_arch, cpus=cpus, memory_mib=memory, shares=shares)  # type: ignore[arg-type]
     except ValidationError as err:
         raise UsageError(err.errors()[0]["msg"].removeprefix("Value error, ")) from None
     guest = build_guest_image(settings.arch, Paths.default().cache / "guest")

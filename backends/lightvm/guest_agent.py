@@ -20,6 +20,7 @@ from pathlib import Path
 GUEST_ROOT = Path(os.environ.get("HOSTRT_ROOT", "/var/lib/hostrt-guest"))
 LAYERS = GUEST_ROOT / "layers"
 CONTAINERS = GUEST_ROOT / "containers"
+SHARES = Path("/mnt/hostrt")
 CODE = Path(__file__).resolve().parents[2]  # the shipped tree holding backends/ and hostrt/
 RUNTIME = CODE / "hostrt-runtime"
 HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
@@ -76,6 +77,8 @@ def prepare(container_id: str) -> int:
     from hostrt.engine.snapshot import mount_rootfs
 
     request = json.load(sys.stdin)
+    for tag in request.get("shares", []):
+        _mount_share(tag)
     directory = CONTAINERS / container_id
     directory.mkdir(parents=True)
     rootfs = mount_rootfs([LAYERS / hex_ for hex_ in request["layers"]], directory)
@@ -91,6 +94,18 @@ def prepare(container_id: str) -> int:
     (directory / "config.json").write_text(json.dumps(spec))
     print(directory)
     return 0
+
+
+def _mount_share(tag: str) -> None:
+    """Mount the host directory exported under `tag` (9p over virtio) once per boot."""
+    import subprocess
+
+    target = SHARES / tag
+    target.mkdir(parents=True, exist_ok=True)
+    if any(line.split()[1] == str(target) for line in Path("/proc/mounts").read_text().splitlines()):
+        return
+    subprocess.run(["mount", "-t", "9p", "-o", "trans=virtio,version=9p2000.L,msize=524288", tag, str(target)],
+                   check=True, capture_output=True)
 
 
 def run(container_id: str) -> int:

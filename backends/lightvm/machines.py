@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from backends.lightvm import keys
-from backends.lightvm.domain import BootFiles, render_domain
+from backends.lightvm.domain import BootFiles, SharedDir, render_domain
 from backends.lightvm.machine_dir import BootRecord, MachineDir, RunRecord, as_json, write_atomic
 from backends.lightvm.settings import GUEST_ARCH_FACTS, MachineSettings, VirtType
 from backends.lightvm.ssh import SshTarget, run, wait_ready
@@ -175,7 +175,9 @@ def start_machine(root: Path, name: str, virt_type: VirtType) -> tuple[MachineDi
     import libvirt
 
     try:
-        domain = conn.createXML(render_domain(settings, boot, virt_type, port), 0)
+        shares = tuple(SharedDir(Path(path), f"share{index}") for index, path in enumerate(settings.shares)
+                       if Path(path).is_dir())
+        domain = conn.createXML(render_domain(settings, boot, virt_type, port, shares), 0)
     except libvirt.libvirtError as err:
         raise MachineError(f"machine {name} failed to start: {err.get_error_message()}") from err
     timeout = READY_TIMEOUT[virt_type] * (ARM64_TCG_FACTOR if settings.arch == "arm64" and virt_type == "qemu" else 1)

@@ -19,6 +19,14 @@ GUEST_ARCH_FACTS: dict[str, dict[str, str]] = {
 }
 
 
+def default_shares() -> list[str]:
+    """The user's home and the temporary directory, the places `-v` sources usually live."""
+    import tempfile
+    from pathlib import Path
+
+    return list(dict.fromkeys([str(Path.home()), tempfile.gettempdir()]))
+
+
 class MachineSettings(BaseModel):
     """The durable description of one machine; the libvirt domain is rendered from it."""
 
@@ -26,6 +34,17 @@ class MachineSettings(BaseModel):
     arch: GuestArch
     cpus: int = Field(default=2, ge=1, le=64)
     memory_mib: int = Field(default=1024, ge=128, le=65536)
+    # Host directories the guest can mount (9p), so `-v HOSTDIR:...` works inside the machine;
+    # as Docker Desktop and Lima share the user's home, hostrt shares $HOME and /tmp by default.
+    shares: list[str] = Field(default_factory=list)
+
+    @field_validator("shares")
+    @classmethod
+    def _absolute_shares(cls, shares: list[str]) -> list[str]:
+        for share in shares:
+            if not share.startswith("/"):
+                raise ValueError(f"shared directory {share!r} must be an absolute path")
+        return shares
 
     @field_validator("name")
     @classmethod
@@ -33,6 +52,14 @@ class MachineSettings(BaseModel):
         if not _NAME.match(name):
             raise ValueError(f"invalid machine name {name!r}: use lowercase letters, digits, '.', '_' and '-'")
         return name
+
+    def share_for(self, host_path: str) -> tuple[int, str] | None:
+        """(share index, path below that share) of a host path the machine can see, else None."""
+        for index, share in enumerate(self.shares):
+            root = share.rstrip("/") or "/"
+            if host_path == root or host_path.startswith(root.rstrip("/") + "/"):
+                return index, host_path[len(root.rstrip("/")):].lstrip("/")
+        return None
 
     @property
     def domain_name(self) -> str:

@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from hostrt.engine.records import ContainerRecord
-from hostrt.errors import CannotExecuteError, CommandNotFoundError, HostrtError
+from hostrt.errors import CannotExecuteError, CommandNotFoundError, HostrtError, UsageError
 from hostrt.paths import Paths
 
 if TYPE_CHECKING:
     import paramiko
 
 GUEST_CONTAINERS = "/var/lib/hostrt-guest/containers"
+GUEST_SHARES = "/mnt/hostrt"  # where the guest mounts the machine's 9p shares (share0, share1, ...)
 
 
 class GuestError(HostrtError):
@@ -66,7 +67,7 @@ class LightVMBackend:
         from backends.lightvm.machines import existing, init_machine, start_machine
         from backends.lightvm.payload import ensure_payload
         from backends.lightvm.probe import resolve_virt_type
-        from backends.lightvm.settings import MachineSettings
+        from backends.lightvm.settings import MachineSettings, default_shares
         from backends.lightvm.ssh import connect
         from hostrt.platform import detect_host
 
@@ -75,7 +76,8 @@ class LightVMBackend:
             if not boot:
                 raise GuestError(f"machine {name} no longer exists")
             print(f"hostrt: creating machine {name} ({arch})", file=sys.stderr)
-            init_machine(root, MachineSettings(name=name, arch=arch), build_guest_image(arch, self.paths.cache / "guest"))
+            settings = MachineSettings(name=name, arch=arch, shares=default_shares())
+            init_machine(root, settings, build_guest_image(arch, self.paths.cache / "guest"))
         machine = existing(root, name)
         record = machine.run_record()
         client = None
@@ -137,8 +139,27 @@ class LightVMBackend:
         passwd_root = next((d for d in reversed(layer_dirs) if (d / "etc" / "passwd").is_file()), layer_dirs[-1])
         spec = build_spec(image.config, record.options, passwd_root, record.id, files)
         spec["root"]["path"] = str(guest_dir / "rootfs")
-        self._call(record, "prepare", record.id, stdin=json.dumps({"spec": spec, "layers": hexes}).encode())
+        shares = self._volumes_through_shares(record, spec)
+        self._call(record, "prepare", record.id,
+                   stdin=json.dumps({"spec": spec, "layers": hexes, "shares": shares}).encode())
         return spec["process"]["args"]
+
+    def _volumes_through_shares(self, record: ContainerRecord, spec: dict) -> list[str]:
+        """Point each `-v` bind at the guest's mount of the 9p share holding its host path."""
+        from backends.lightvm.machine_dir import MachineDir
+
+        settings = MachineDir(self.paths.machines / (record.machine or "")).settings()
+        used: set[str] = set()
+        by_destination = {m["destination"]: m for m in spec["mounts"] if m["type"] == "bind"}
+        for volume in record.options.volumes:
+            found = settings.share_for(volume.source)
+            if found is None:
+                raise UsageError(f"-v {volume.source}: not shared with machine {settings.name} "
+                                 f"(it shares {', '.join(settings.shares) or 'nothing'})")
+            index, below = found
+            by_destination[volume.destination]["source"] = f"{GUEST_SHARES}/share{index}/{below}".rstrip("/")
+            used.add(f"share{index}")
+        return sorted(used)
 
     def run_attached(self, record: ContainerRecord, interactive: bool) -> int:
         """Stream the container's output from the guest; Ctrl-C and SIGTERM reach it through the agent."""

@@ -172,3 +172,11 @@ def test_pids_limit_holds_a_fork_bomb(hostrt: Hostrt) -> None:
     done = hostrt("run", "--rm", "--pids-limit", "20", "busybox", "sh", "-c",
                   'sh -c "while true; do sleep 5 & done" 2>/dev/null; set -- /proc/[0-9]*; echo $#', timeout=60)
     assert 10 <= int(done.stdout.strip().splitlines()[-1]) <= 20, done.stdout + done.stderr
+
+
+def test_an_image_in_use_cannot_be_removed(hostrt: Hostrt) -> None:
+    container_id = hostrt.ok("create", "busybox", "true").strip()
+    refused = hostrt("rmi", "busybox")
+    assert refused.returncode == 125 and container_id[:12] in refused.stderr
+    assert "busybox:latest" in hostrt.ok("images")
+    hostrt.ok("rm", container_id)

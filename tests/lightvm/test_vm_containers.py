@@ -86,3 +86,16 @@ def test_a_killed_guest_is_a_clear_error(vm_hostrt: Hostrt) -> None:
     assert done.stderr.startswith("hostrt: error: ") and "Traceback" not in done.stderr
     again = vm_hostrt("run", "--backend", "lightvm", "--rm", "busybox", "echo", "back", timeout=900)
     assert again.stdout == "back\n", "the next run boots the machine again"
+
+
+def test_volume_round_trip_through_the_machine(vm_hostrt: Hostrt, tmp_path: Path) -> None:
+    (tmp_path / "in.txt").write_text("from host\n")
+    done = vm_hostrt("run", "--backend", "lightvm", "--rm", "-v", f"{tmp_path}:/data", "busybox", "sh", "-c",
+                     "cat /data/in.txt; echo from the container > /data/out.txt", timeout=900)
+    assert (done.returncode, done.stdout) == (0, "from host\n"), done.stderr
+    assert (tmp_path / "out.txt").read_text() == "from the container\n"
+
+
+def test_volume_outside_the_shares_is_refused(vm_hostrt: Hostrt) -> None:
+    done = vm_hostrt("run", "--backend", "lightvm", "--rm", "-v", "/etc:/hostetc", "busybox", "true", timeout=900)
+    assert done.returncode == 125 and "not shared with machine default" in done.stderr

@@ -1,0 +1,103 @@
+#!/usr/bin/env python3
+"""VM benchmark, side by side on this host (TCG here: read ratios, not seconds).
+
+cold: a bare QEMU boot of the guest kernel with a busybox initramfs that powers off at once,
+      vs `machine start` until SSH is ready, vs `run --rm busybox true` on a stopped machine;
+warm: a paramiko exec of `true` on an open connection, vs `run --backend lightvm --rm busybox true`;
+size: guest image (raw, gzip), guest RAM in use at idle, QEMU's RSS on the host.
+
+Usage (root, libvirtd running): .venv/bin/python tests/bench/bench_vm.py [ROUNDS]
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO))
+
+from backends.lightvm.cpio import CpioWriter  # noqa: E402
+
+
+def hostrt(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "hostrt", *args], env=env, capture_output=True, text=True, check=True)
+
+
+def timed(fn) -> float:  # noqa: ANN001
+    start = time.monotonic()
+    fn()
+    return time.monotonic() - start
+
+
+def bare_boot(kernel: Path, console: str, work: Path) -> float:
+    """QEMU straight from the command line: the guest kernel, a busybox init that powers off."""
+    initramfs = work / "poweroff.cpio"
+    with open(initramfs, "wb") as out:
+        writer = CpioWriter(out)
+        writer.add_dir("bin", 0o755)
+        writer.add_file("bin/busybox", Path("/bin/busybox").read_bytes(), 0o755)
+        writer.add_file("init", b"#!/bin/busybox sh\n/bin/busybox poweroff -f\n", 0o755)
+        writer.close()
+    command = ["qemu-system-x86_64", "-M", "q35", "-accel", "tcg", "-m", "1024", "-nographic", "-no-reboot",
+               "-kernel", str(kernel), "-initrd", str(initramfs), "-append", f"console={console} quiet panic=-1"]
+    return timed(lambda: subprocess.run(command, capture_output=True, check=True, timeout=300))
+
+
+def main() -> int:
+    rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
+    work = Path(tempfile.mkdtemp(prefix="hostrt-bench-vm-"))
+    env = {**os.environ, "HOSTRT_ROOT": str(work / "root")}
+    try:
+        hostrt("image", "build", str(REPO / "images" / "busybox"), env=env)
+        hostrt("run", "--backend", "lightvm", "--rm", "busybox", "true", env=env)  # builds, boots, ships once
+        machine = json.loads(hostrt("machine", "inspect", "default", env=env).stdout)
+        kernel = Path(machine["boot"]["kernel"])
+        results: dict[str, list[float]] = {k: [] for k in ("bare", "ssh_ready", "first_run", "exec_true", "warm_run")}
+        from backends.lightvm.machines import existing, ssh_target
+        from backends.lightvm.ssh import connect, run
+
+        for _ in range(rounds):
+            results["bare"].append(bare_boot(kernel, "ttyS0", work))
+            hostrt("machine", "stop", "default", env=env)
+            started = time.monotonic()
+            hostrt("machine", "start", "default", env=env)
+            results["ssh_ready"].append(time.monotonic() - started)
+            hostrt("machine", "stop", "default", env=env)
+            results["first_run"].append(timed(lambda: hostrt("run", "--backend", "lightvm", "--rm", "busybox", "true", env=env)))
+            os.environ["HOSTRT_ROOT"] = env["HOSTRT_ROOT"]
+            client = connect(ssh_target(existing(work / "root" / "machines", "default")))
+            results["exec_true"].append(timed(lambda: run(client, "true")))
+            client.close()
+            results["warm_run"].append(timed(lambda: hostrt("run", "--backend", "lightvm", "--rm", "busybox", "true", env=env)))
+        median = {k: statistics.median(v) for k, v in results.items()}
+        print(f"cold: bare QEMU boot+poweroff {median['bare']:.1f} s | machine start to SSH ready "
+              f"{median['ssh_ready']:.1f} s ({median['ssh_ready'] / median['bare']:.2f}x) | run --rm true on a stopped "
+              f"machine {median['first_run']:.1f} s ({median['first_run'] / median['bare']:.2f}x)")
+        print(f"warm: paramiko exec true {median['exec_true'] * 1000:.0f} ms | run --backend lightvm --rm true "
+              f"{median['warm_run']:.2f} s ({median['warm_run'] / median['exec_true']:.1f}x)")
+        cache = work / "root" / "cache" / "guest"
+        initramfs = max(cache.rglob("initramfs*"), key=lambda p: p.stat().st_size)
+        raw = initramfs.stat().st_size + kernel.stat().st_size
+        packed = len(gzip.compress(initramfs.read_bytes(), 6)) + kernel.stat().st_size
+        print(f"size: guest image {raw / 1e6:.1f} MB raw, {packed / 1e6:.1f} MB with the initramfs gzipped (kernel as shipped)")
+        used = hostrt("machine", "ssh", "default", "--", "free -m | awk '/Mem:/ {print $3}'", env=env).stdout.strip()
+        pid = subprocess.run(["pgrep", "-f", "guest=hostrt-default"], capture_output=True, text=True).stdout.split()[0]
+        rss = next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("VmRSS"))
+        print(f"memory: guest in use at idle {used} MB; QEMU RSS on the host {int(rss) / 1024:.0f} MB")
+    finally:
+        subprocess.run([sys.executable, "-m", "hostrt", "machine", "rm", "default"], env=env, capture_output=True)
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
