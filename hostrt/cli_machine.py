@@ -63,8 +63,12 @@ def start(name: Annotated[str, typer.Argument()] = DEFAULT_NAME) -> None:
     kernel = Path(machine.boot().kernel)
     virt_type = resolve_virt_type(host.os, host.architecture, machine.settings().arch, kernel, paths.cache,
                                   stdlib_platform.release())
+    from backends.lightvm.hostagent import start_agent, stop_agent
+
+    stop_agent(machine.path)
     machine, client = start_machine(paths.machines, name, virt_type)  # type: ignore[arg-type]
     client.close()
+    start_agent(machine.path)
     record = machine.run_record()
     assert record is not None
     typer.echo(f"machine {name} running ({record.virt_type}), SSH ready in {record.ready_seconds:.1f} s on 127.0.0.1:{record.ssh_port}")

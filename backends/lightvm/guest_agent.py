@@ -187,9 +187,12 @@ def main(argv: list[str]) -> int:
         return 2
     try:
         return OPERATIONS[argv[0]](*argv[1:])
-    except Exception as err:  # one line for the host to show; the host maps it to its own error
-        print(f"guest: {argv[0]}: {err}", file=sys.stderr)
-        return 125
+    except Exception as err:  # one line, as hostrt prints its errors, and docker's exit codes
+        message = str(err)
+        print(f"hostrt: error: {message}", file=sys.stderr)
+        if "executable file not found" in message:
+            return 127
+        return 126 if "permission denied" in message.lower() else 125
 
 
 if __name__ == "__main__":

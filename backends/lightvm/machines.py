@@ -195,7 +195,10 @@ def start_machine(root: Path, name: str, virt_type: VirtType) -> tuple[MachineDi
 
 def stop_machine(root: Path, name: str, grace: float = 15.0) -> bool:
     """Power the guest off (destroy it if it does not go in `grace` s); False if it was not running."""
+    from backends.lightvm.hostagent import stop_agent
+
     machine = existing(root, name)
+    stop_agent(machine.path)
     conn = open_libvirt()
     domain = _find_domain(conn, name)
     was_running = domain is not None and _alive(domain)
@@ -224,6 +227,9 @@ def remove_machine(root: Path, name: str) -> None:
     if domain is not None and _alive(domain):
         domain.destroy()
     target = machine_dir(root, name)
+    from backends.lightvm.hostagent import stop_agent
+
+    stop_agent(target.path)
     if not target.path.exists() and domain is None:
         raise NotFoundError(f"no such machine: {name}")
     shutil.rmtree(target.path, ignore_errors=True)

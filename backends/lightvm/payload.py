@@ -13,9 +13,7 @@ import tarfile
 from functools import lru_cache
 from pathlib import Path
 
-import paramiko
-
-from backends.lightvm.ssh import run
+from collections.abc import Callable
 
 REPO = Path(__file__).resolve().parents[2]
 GUEST_CODE = "/var/lib/hostrt-guest/code"
@@ -51,13 +49,14 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def ensure_payload(client: paramiko.SSHClient) -> str:
-    """The guest directory holding this hostrt's payload, shipping it first if absent."""
+def ensure_payload(run: Callable[..., tuple[int, bytes, bytes]]) -> str:
+    """The guest directory holding this hostrt's payload, shipping it first if absent.
+    `run(command, stdin=...)` runs a guest command (through the host agent or SSH)."""
     version, data = payload()
     target = f"{GUEST_CODE}/{version}"
-    if run(client, f"test -f {target}/hostrt-runtime")[0] == 0:
+    if run(f"test -f {target}/hostrt-runtime")[0] == 0:
         return target
-    code, _, err = run(client, f"rm -rf {target}.tmp && mkdir -p {target}.tmp && tar -x -C {target}.tmp "
+    code, _, err = run(f"rm -rf {target}.tmp && mkdir -p {target}.tmp && tar -x -C {target}.tmp "
                                f"&& mv {target}.tmp {target}", stdin=data)
     if code != 0:
         raise OSError(f"cannot ship the runtime to the guest: {err.decode(errors='replace').strip()}")

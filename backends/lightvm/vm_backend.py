@@ -9,21 +9,18 @@ store; the bundle is assembled and run there by `guest_agent.py`.
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import signal as signals
 import sys
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable
+from typing import Any, Callable
 
+from backends.lightvm.hostagent import AgentSession, start_agent, stop_agent
 from hostrt.engine.records import ContainerRecord
 from hostrt.errors import CannotExecuteError, CommandNotFoundError, HostrtError, UsageError
 from hostrt.paths import Paths
-
-if TYPE_CHECKING:
-    import paramiko
 
 GUEST_CONTAINERS = "/var/lib/hostrt-guest/containers"
 GUEST_SHARES = "/mnt/hostrt"  # where the guest mounts the machine's 9p shares (share0, share1, ...)
@@ -40,7 +37,7 @@ def machine_name(host_arch: str, guest_arch: str) -> str:
 def _guest_failure(stderr: bytes) -> HostrtError:
     """The guest's last error line, mapped as docker maps a failed start (127, 126, else 125)."""
     lines = [line for line in stderr.decode(errors="replace").splitlines() if line.strip()]
-    message = lines[-1] if lines else "the guest operation failed"
+    message = lines[-1].removeprefix("hostrt: error: ") if lines else "the guest operation failed"
     if "executable file not found" in message:
         return CommandNotFoundError(message)
     if "permission denied" in message.lower():
@@ -57,62 +54,73 @@ class LightVMBackend:
         self._sessions: dict[str, tuple[Any, str]] = {}  # machine -> (SSH client, guest code dir)
 
     # -- machines -----------------------------------------------------------------------
-    def _session(self, name: str, arch: str, boot: bool) -> tuple["paramiko.SSHClient", str]:
-        """An SSH session to the machine, creating and booting it if `boot` (else it must run)."""
+    def _session(self, name: str, arch: str, boot: bool) -> tuple[AgentSession, str]:
+        """The machine's host agent (booting the machine first if `boot`) and the guest code dir."""
         if name in self._sessions:
             return self._sessions[name]
-        import platform as stdlib_platform
-
-        from backends.lightvm.guest_image import build_guest_image
-        from backends.lightvm.machines import existing, init_machine, start_machine
+        from backends.lightvm.machine_dir import MachineDir
         from backends.lightvm.payload import ensure_payload
-        from backends.lightvm.probe import resolve_virt_type
-        from backends.lightvm.settings import MachineSettings, default_shares
-        from backends.lightvm.ssh import connect
-        from hostrt.platform import detect_host
 
         root = self.paths.machines
         if not (root / name / "machine.json").exists():
             if not boot:
                 raise GuestError(f"machine {name} no longer exists")
-            print(f"hostrt: creating machine {name} ({arch})", file=sys.stderr)
-            settings = MachineSettings(name=name, arch=arch, shares=default_shares())
-            init_machine(root, settings, build_guest_image(arch, self.paths.cache / "guest"))
-        machine = existing(root, name)
-        record = machine.run_record()
-        client = None
-        if record is not None:
-            try:
-                from backends.lightvm.machines import ssh_target
+            self._create_machine(name, arch)
+        machine = MachineDir(root / name)  # a warm run goes through the agent: paramiko is not even imported
+        agent = AgentSession(machine.path)
+        try:
+            code_dir = ensure_payload(agent.run)
+        except OSError:
+            if not boot and machine.run_record() is None:
+                raise GuestError(f"machine {name} is not running") from None
+            self._boot(name, arch, machine)
+            code_dir = ensure_payload(agent.run)
+        self._sessions[name] = (agent, code_dir)
+        return self._sessions[name]
 
-                client = connect(ssh_target(machine), timeout=5)
-            except Exception:
-                client = None
-        if client is None:
-            if not boot:
-                raise GuestError(f"machine {name} is not running")
+    def _create_machine(self, name: str, arch: str) -> None:
+        from backends.lightvm.guest_image import build_guest_image
+        from backends.lightvm.machines import init_machine
+        from backends.lightvm.settings import MachineSettings, default_shares
+
+        print(f"hostrt: creating machine {name} ({arch})", file=sys.stderr)
+        settings = MachineSettings(name=name, arch=arch, shares=default_shares())
+        init_machine(self.paths.machines, settings, build_guest_image(arch, self.paths.cache / "guest"))
+
+    def _boot(self, name: str, arch: str, machine: Any) -> None:
+        """Start the machine if its guest is unreachable, then (re)start its host agent."""
+        import platform as stdlib_platform
+
+        from backends.lightvm.machines import start_machine, ssh_target
+        from backends.lightvm.probe import resolve_virt_type
+        from backends.lightvm.ssh import connect
+        from hostrt.platform import detect_host
+
+        stop_agent(machine.path)
+        try:
+            connect(ssh_target(machine), timeout=5).close()
+        except Exception:
             host = detect_host()
             virt = resolve_virt_type(host.os, host.architecture, arch, Path(machine.boot().kernel), self.paths.cache,
                                      stdlib_platform.release())
             print(f"hostrt: starting machine {name} ({virt})", file=sys.stderr)
-            _, client = start_machine(root, name, virt)  # type: ignore[arg-type]
-        self._sessions[name] = (client, ensure_payload(client))
-        return self._sessions[name]
+            _, client = start_machine(self.paths.machines, name, virt)  # type: ignore[arg-type]
+            client.close()
+        if not start_agent(machine.path):
+            raise GuestError(f"the host agent of machine {name} did not start")
 
-    def _agent(self, record: ContainerRecord, boot: bool = False) -> tuple["paramiko.SSHClient", str]:
+    def _agent(self, record: ContainerRecord, boot: bool = False) -> tuple[AgentSession, str]:
         from hostrt.platform import ImagePlatform
 
         assert record.machine is not None
-        client, code = self._session(record.machine, ImagePlatform.parse(record.platform).architecture, boot)
-        return client, f"cd {code} && python3 -m backends.lightvm.guest_agent"
+        session, code = self._session(record.machine, ImagePlatform.parse(record.platform).architecture, boot)
+        return session, f"cd {code} && python3 -m backends.lightvm.guest_agent"
 
     def _call(self, record: ContainerRecord, op: str, *args: str, stdin: bytes | None = None, boot: bool = False) -> bytes:
-        from backends.lightvm.ssh import run
-
-        client, agent = self._agent(record, boot)
+        session, agent = self._agent(record, boot)
         try:
-            code, out, err = run(client, f"{agent} {op} {shlex.join(args)}", stdin=stdin)
-        except (OSError, EOFError) as lost:
+            code, out, err = session.run(f"{agent} {op} {shlex.join(args)}", stdin=stdin)
+        except OSError as lost:
             self._sessions.pop(record.machine or "", None)
             raise GuestError(f"lost the connection to machine {record.machine}: {lost}") from None
         if code != 0:
@@ -163,11 +171,7 @@ class LightVMBackend:
 
     def run_attached(self, record: ContainerRecord, interactive: bool) -> int:
         """Stream the container's output from the guest; Ctrl-C and SIGTERM reach it through the agent."""
-        client, agent = self._agent(record)
-        channel = client.get_transport().open_session()
-        channel.exec_command(f"{agent} run {record.id}")
-        if not interactive:
-            channel.shutdown_write()
+        session, agent = self._agent(record)
         self.on_started(record, 0)
 
         def forward(signum: int, _frame: object) -> None:
@@ -175,16 +179,14 @@ class LightVMBackend:
 
         previous = {sig: signals.signal(sig, forward) for sig in (signals.SIGINT, signals.SIGTERM)}
         try:
-            if interactive:
-                threading.Thread(target=_pump_stdin, args=(channel,), daemon=True).start()
-            stderr_tail = _relay(channel)
-            code = channel.recv_exit_status()
+            code, _, err = session.run(f"{agent} run {record.id}", stdout=sys.stdout.fileno(), stderr=sys.stderr.fileno(),
+                                       stdin_fd=sys.stdin.fileno() if interactive else None)
+        except OSError as lost:
+            raise GuestError(f"lost the connection to machine {record.machine}: {lost}") from None
         finally:
             for sig, handler in previous.items():
                 signals.signal(sig, handler)
-        if code >= 125 and b"guest:" in stderr_tail:
-            raise _guest_failure(stderr_tail)
-        return code
+        return code  # a failed start was already reported on stderr by the guest, as 125/126/127
 
     def _signal_quietly(self, record: ContainerRecord, name: str) -> None:
         try:
@@ -225,28 +227,3 @@ class LightVMBackend:
             self._call(record, "remove", record.id)
         except GuestError:
             pass  # the machine is gone, and the container with it
-
-
-def _relay(channel: "paramiko.Channel") -> bytes:
-    """Copy the channel's stdout/stderr to ours until it closes; returns the stderr tail."""
-    tail = b""
-    while True:
-        moved = False
-        if channel.recv_ready():
-            os.write(sys.stdout.fileno(), channel.recv(65536))
-            moved = True
-        if channel.recv_stderr_ready():
-            data = channel.recv_stderr(65536)
-            os.write(sys.stderr.fileno(), data)
-            tail = (tail + data)[-4096:]
-            moved = True
-        if not moved:
-            if channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
-                return tail
-            time.sleep(0.005)
-
-
-def _pump_stdin(channel: "paramiko.Channel") -> None:
-    while data := os.read(sys.stdin.fileno(), 65536):
-        channel.sendall(data)
-    channel.shutdown_write()

@@ -99,3 +99,13 @@ def test_volume_round_trip_through_the_machine(vm_hostrt: Hostrt, tmp_path: Path
 def test_volume_outside_the_shares_is_refused(vm_hostrt: Hostrt) -> None:
     done = vm_hostrt("run", "--backend", "lightvm", "--rm", "-v", "/etc:/hostetc", "busybox", "true", timeout=900)
     assert done.returncode == 125 and "not shared with machine default" in done.stderr
+
+
+def test_warm_run_goes_through_the_host_agent_without_ssh(vm_hostrt: Hostrt) -> None:
+    vm_hostrt.ok("run", "--backend", "lightvm", "--rm", "busybox", "true", timeout=900)  # warm the machine
+    done = subprocess.run([os.sys.executable, "-X", "importtime", "-m", "hostrt", "run", "--backend", "lightvm", "--rm",
+                           "busybox", "echo", "warm"], env=vm_hostrt.env, capture_output=True, text=True, timeout=300)
+    assert done.stdout == "warm\n", done.stderr
+    imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
+    assert "paramiko" not in imported, "a warm run reuses the agent's connection: no SSH handshake, no SSH library"
+    assert "backends.lightvm.hostagent" in imported

@@ -1,0 +1,167 @@
+"""The host agent: one long-lived SSH connection per running machine, shared by every hostrt
+command through a unix socket in the machine's directory (as Lima's hostagent).
+
+A warm `run` then pays no SSH handshake (key exchange and auth cost ~190 ms with paramiko,
+more than a command in the guest). Each client asks for one command; the agent opens a
+channel on its connection and relays it as frames:
+  client -> agent: one JSON line {"command": ...}, then stdin bytes; half-close = stdin EOF
+  agent -> client: frames of 1 type byte + 4-byte length + payload:
+                   b"o" stdout, b"e" stderr, b"x" exit status (4-byte signed int)
+The agent exits when its connection to the guest dies; clients then fall back to SSH.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import struct
+import sys
+import threading
+from pathlib import Path
+
+SOCKET_NAME = "agent.sock"
+PID_NAME = "agent.pid"
+_FRAME = struct.Struct("!cI")
+
+
+def _send_frame(conn: socket.socket, kind: bytes, payload: bytes, lock: threading.Lock) -> None:
+    with lock:
+        conn.sendall(_FRAME.pack(kind, len(payload)) + payload)
+
+
+def _serve_one(conn: socket.socket, transport) -> None:  # noqa: ANN001 - a paramiko Transport
+    """Run one client's command on a new channel of the shared connection."""
+    lock = threading.Lock()
+    with conn:
+        reader = conn.makefile("rb")
+        request = json.loads(reader.readline())
+        channel = transport.open_session()
+        channel.exec_command(request["command"])
+
+        def pump_stdin() -> None:
+            while data := reader.read1(65536):
+                channel.sendall(data)
+            channel.shutdown_write()
+
+        threading.Thread(target=pump_stdin, daemon=True).start()
+        while True:
+            if channel.recv_ready():
+                _send_frame(conn, b"o", channel.recv(65536), lock)
+            elif channel.recv_stderr_ready():
+                _send_frame(conn, b"e", channel.recv_stderr(65536), lock)
+            elif channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+                break
+            else:
+                channel.status_event.wait(0.01)
+        _send_frame(conn, b"x", struct.pack("!i", channel.recv_exit_status()), lock)
+        channel.close()
+
+
+def serve(machine_dir: Path) -> int:
+    from backends.lightvm.machine_dir import MachineDir
+    from backends.lightvm.machines import ssh_target
+    from backends.lightvm.ssh import connect
+
+    machine = MachineDir(machine_dir)
+    client = connect(ssh_target(machine), timeout=10)
+    transport = client.get_transport()
+    transport.set_keepalive(15)
+    path = machine_dir / SOCKET_NAME
+    path.unlink(missing_ok=True)
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    os.chmod(path, 0o600)
+    listener.listen(16)
+    listener.settimeout(1.0)
+    (machine_dir / PID_NAME).write_text(str(os.getpid()))
+    print("ready", flush=True)
+    try:
+        while transport.is_active():
+            try:
+                conn, _ = listener.accept()
+            except socket.timeout:
+                continue
+            threading.Thread(target=_serve_one, args=(conn, transport), daemon=True).start()
+    finally:
+        path.unlink(missing_ok=True)
+        (machine_dir / PID_NAME).unlink(missing_ok=True)
+    return 0
+
+
+def start_agent(machine_dir: Path) -> bool:
+    """Start the machine's agent in the background; True once it listens."""
+    import subprocess
+
+    agent = subprocess.Popen([sys.executable, "-m", "backends.lightvm.hostagent", str(machine_dir)],
+                             stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                             start_new_session=True, close_fds=True)
+    assert agent.stdout is not None
+    ready = agent.stdout.readline().strip() == b"ready"
+    agent.stdout.close()
+    return ready
+
+
+def stop_agent(machine_dir: Path) -> None:
+    import signal
+
+    try:
+        os.kill(int((machine_dir / PID_NAME).read_text()), signal.SIGTERM)
+    except (OSError, ValueError):
+        pass
+    (machine_dir / SOCKET_NAME).unlink(missing_ok=True)
+    (machine_dir / PID_NAME).unlink(missing_ok=True)
+
+
+class AgentSession:
+    """A command run through the agent; the same results as an SSH exec."""
+
+    def __init__(self, machine_dir: Path) -> None:
+        self.path = machine_dir / SOCKET_NAME
+
+    def available(self) -> bool:
+        return self.path.exists()
+
+    def run(self, command: str, stdin: bytes | None = None, stdout: int | None = None, stderr: int | None = None,
+            stdin_fd: int | None = None) -> tuple[int, bytes, bytes]:
+        """Run `command`; output is collected, or written to the given fds as it arrives.
+        Input is `stdin` bytes, or streamed from `stdin_fd` until its end."""
+        out, err = bytearray(), bytearray()
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+            conn.connect(str(self.path))
+            conn.sendall(json.dumps({"command": command}).encode() + b"\n")
+            if stdin_fd is not None:
+                threading.Thread(target=_pump, args=(stdin_fd, conn), daemon=True).start()
+            else:
+                conn.sendall(stdin or b"")
+                conn.shutdown(socket.SHUT_WR)
+            reader = conn.makefile("rb")
+            while True:
+                header = reader.read(_FRAME.size)
+                if len(header) < _FRAME.size:
+                    raise ConnectionResetError("the host agent closed the connection")
+                kind, length = _FRAME.unpack(header)
+                payload = reader.read(length)
+                if kind == b"x":
+                    return struct.unpack("!i", payload)[0], bytes(out), bytes(err)
+                target, buffer = (stdout, out) if kind == b"o" else (stderr, err)
+                if target is not None:
+                    os.write(target, payload)
+                else:
+                    buffer.extend(payload)
+
+
+def _pump(fd: int, conn: socket.socket) -> None:
+    try:
+        while data := os.read(fd, 65536):
+            conn.sendall(data)
+        conn.shutdown(socket.SHUT_WR)
+    except OSError:
+        pass  # the command ended first
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(prog="hostrt-hostagent")
+    parser.add_argument("machine_dir", type=Path)
+    sys.exit(serve(parser.parse_args().machine_dir))
