@@ -14,7 +14,7 @@ import typer
 
 from hostrt import __version__
 
-app = typer.Typer(
+app = typer.Typer(rich_markup_mode=None, 
     name="hostrt",
     help="Run Linux container images anywhere: natively where the host can, in a light VM where it cannot.",
     no_args_is_help=True,

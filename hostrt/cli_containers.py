@@ -394,5 +394,5 @@ def system_prune(
         typer.echo(f"removed {leftover}")
 
 
-system_app = typer.Typer(help="Manage hostrt itself.", no_args_is_help=True)
+system_app = typer.Typer(rich_markup_mode=None, help="Manage hostrt itself.", no_args_is_help=True)
 system_app.command("prune")(system_prune)

@@ -16,7 +16,7 @@ import typer
 if TYPE_CHECKING:
     from hostrt.images.local import LocalImages
 
-image_app = typer.Typer(help="Manage images (build from a recipe, prune).", no_args_is_help=True)
+image_app = typer.Typer(rich_markup_mode=None, help="Manage images (build from a recipe, prune).", no_args_is_help=True)
 
 PlatformOpt = Annotated[
     Optional[str], typer.Option("--platform", help="os/arch[/variant], e.g. linux/arm64 (default: this host's).")

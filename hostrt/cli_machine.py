@@ -19,7 +19,7 @@ import typer
 from hostrt.paths import Paths
 from hostrt.platform import ImagePlatform, detect_host
 
-machine_app = typer.Typer(help="Manage the Linux VMs that run containers the host cannot run natively.", no_args_is_help=True)
+machine_app = typer.Typer(rich_markup_mode=None, help="Manage the Linux VMs that run containers the host cannot run natively.", no_args_is_help=True)
 
 DEFAULT_NAME = "default"
 

@@ -10,7 +10,7 @@ from typing import Annotated, Optional
 
 import typer
 
-network_app = typer.Typer(help="Manage networks.", no_args_is_help=True)
+network_app = typer.Typer(rich_markup_mode=None, help="Manage networks.", no_args_is_help=True)
 
 
 def _store():  # noqa: ANN202

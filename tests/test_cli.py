@@ -82,3 +82,14 @@ def test_help_lists_only_working_commands() -> None:
     assert done.returncode == 0
     assert "info" in done.stdout
     assert "not implemented" not in done.stdout.lower()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [["run"], ["create"], ["ps"], ["logs"], ["exec"], ["inspect"], ["pull"], ["push"], ["images"], ["image", "build"],
+     ["machine", "init"], ["machine", "ssh"], ["network", "create"], ["system", "prune"], ["port"]],
+)
+def test_every_command_has_working_help(command: list[str]) -> None:
+    done = hostrt(*command, "--help")
+    assert done.returncode == 0, done.stderr
+    assert "Usage:" in done.stdout and "Traceback" not in done.stderr

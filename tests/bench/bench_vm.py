@@ -84,11 +84,12 @@ def main() -> int:
               f"machine {median['first_run']:.1f} s ({median['first_run'] / median['bare']:.2f}x)")
         print(f"warm: paramiko exec true {median['exec_true'] * 1000:.0f} ms | run --backend lightvm --rm true "
               f"{median['warm_run']:.2f} s ({median['warm_run'] / median['exec_true']:.1f}x)")
-        cache = work / "root" / "cache" / "guest"
-        initramfs = max(cache.rglob("initramfs*"), key=lambda p: p.stat().st_size)
-        raw = initramfs.stat().st_size + kernel.stat().st_size
-        packed = len(gzip.compress(initramfs.read_bytes(), 6)) + kernel.stat().st_size
-        print(f"size: guest image {raw / 1e6:.1f} MB raw, {packed / 1e6:.1f} MB with the initramfs gzipped (kernel as shipped)")
+        initramfs = kernel.with_name("initramfs.cpio")
+        parts = {"kernel": kernel, "initramfs": initramfs}
+        raw = {k: p.stat().st_size for k, p in parts.items()}
+        packed = {k: len(gzip.compress(p.read_bytes(), 6)) for k, p in parts.items()}
+        print("size: " + ", ".join(f"{k} {raw[k] / 1e6:.1f} MB raw / {packed[k] / 1e6:.1f} MB gzip" for k in parts)
+              + f"; total {sum(raw.values()) / 1e6:.1f} MB raw, {sum(packed.values()) / 1e6:.1f} MB gzip")
         used = hostrt("machine", "ssh", "default", "--", "free -m | awk '/Mem:/ {print $3}'", env=env).stdout.strip()
         pid = subprocess.run(["pgrep", "-f", "guest=hostrt-default"], capture_output=True, text=True).stdout.split()[0]
         rss = next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("VmRSS"))
