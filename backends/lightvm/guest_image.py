@@ -157,7 +157,7 @@ def _build(arch: str, recipe: dict[str, Any], recipe_dir: Path, digest: str, deb
 
     applets = _link_applets(root)
     kernel = _kmods.read_kernel_deb(kernel_deb.path)
-    modules = _kmods.select_modules(kernel, recipe["kernel"]["modules"])
+    modules = _kmods.select_modules(kernel, recipe["kernel"]["modules"], recipe["kernel"].get("strip_signatures", False))
     _install_modules(root, kernel.version, modules)
     _install_files(root, recipe_dir / "rootfs", recipe.get("modes", {}))
     for link, target in recipe.get("symlinks", {}).items():
