@@ -28,7 +28,6 @@ import json
 import os
 import py_compile
 import shutil
-import stat
 import struct
 import sys
 import tempfile
@@ -72,9 +71,12 @@ def load_recipe(recipe_dir: Path = RECIPE_DIR) -> dict[str, Any]:
 
 
 def recipe_hash(arch: str, recipe_dir: Path = RECIPE_DIR) -> str:
-    """sha256 over the arch, every recipe file (path, executable bit, bytes) and the builder's source."""
+    """sha256 over the arch, every recipe file but docs (path, executable bit, bytes) and the builder's source."""
     h = hashlib.sha256(f"hostrt-guest-image {BUILDER_VERSION} {arch}\n".encode())
-    inputs = [(f"recipe/{p.relative_to(recipe_dir).as_posix()}", p) for p in sorted(recipe_dir.rglob("*")) if p.is_file()]
+    inputs = [
+        (f"recipe/{p.relative_to(recipe_dir).as_posix()}", p)
+        for p in sorted(recipe_dir.rglob("*")) if p.is_file() and p.suffix != ".md"  # docs are not inputs
+    ]
     here = Path(__file__).resolve().parent
     inputs += [(f"builder/{name}", here / name) for name in _BUILDER_SOURCES]
     for name, path in inputs:
@@ -168,7 +170,10 @@ def _build(arch: str, recipe: dict[str, Any], recipe_dir: Path, digest: str, deb
 
     (out / SHIPPED_KERNEL_NAME).write_bytes(kernel.image)
     boot = boot_kernel(arch, kernel.image)
-    (out / KERNEL_NAME).write_bytes(boot)
+    if boot == kernel.image:
+        os.link(out / SHIPPED_KERNEL_NAME, out / KERNEL_NAME)  # arm64's plain Image: one copy on disk
+    else:
+        (out / KERNEL_NAME).write_bytes(boot)
     with (out / INITRAMFS_NAME).open("wb") as f:
         writer = CpioWriter(f)
         writer.add_dir("dev")

@@ -258,3 +258,10 @@ def test_amd64_guest_boots_to_ssh_and_powers_off(guest_image, boot_guest) -> Non
 @pytest.mark.slow
 def test_arm64_guest_boots_to_ssh_and_powers_off(guest_image, boot_guest) -> None:  # type: ignore[no-untyped-def]
     _boot_and_check(boot_guest, guest_image("arm64"), "aarch64")
+
+
+@pytest.mark.slow
+def test_guest_without_machine_overlay_says_why_on_the_console(guest_image, boot_guest) -> None:  # type: ignore[no-untyped-def]
+    guest = boot_guest(guest_image("amd64"), overlay=False, wait_for=b"no SSH host key")
+    assert b"(the machine overlay is missing)" in guest.console
+    assert b"hostrt-guest: ready" not in guest.console
