@@ -18,7 +18,8 @@ from pathlib import Path
 
 from hostrt.errors import HostrtError
 
-_APT_QUIET = ["-o", "APT::Sandbox::User=root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
+# As root, apt drops to the _apt user to download and warns when that user cannot write the cache.
+_APT_AS_ROOT = ["-o", "APT::Sandbox::User=root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
 _DEPENDS_FLAGS = [
     "--no-recommends", "--no-suggests", "--no-conflicts", "--no-breaks",
     "--no-replaces", "--no-enhances",
@@ -134,7 +135,7 @@ def download(packages: list[str], arch: str, dest: Path) -> list[Deb]:
     dest.mkdir(parents=True, exist_ok=True)
     qualified = [_qualify(p, arch, native) for p in packages]
     with tempfile.TemporaryDirectory(dir=dest) as empty:  # apt omits files already in its cwd
-        out = _run(["apt-get", *_APT_QUIET, "download", "--print-uris", *qualified], cwd=Path(empty))
+        out = _run(["apt-get", *_APT_AS_ROOT, "download", "--print-uris", *qualified], cwd=Path(empty))
     wanted: list[tuple[str, str, str]] = []  # (name, file name, sha256)
     for line in out.splitlines():
         m = re.match(r"^'[^']+' (\S+) \d+ SHA256:([0-9a-f]{64})$", line)
@@ -145,7 +146,7 @@ def download(packages: list[str], arch: str, dest: Path) -> list[Deb]:
     stale = [name for name, fname, sha in wanted if not (dest / fname).exists() or _sha256(dest / fname) != sha]
     if stale:
         with tempfile.TemporaryDirectory(dir=dest) as tmp:
-            _run(["apt-get", *_APT_QUIET, "download", *[_qualify(p, arch, native) for p in stale]], cwd=Path(tmp))
+            _run(["apt-get", *_APT_AS_ROOT, "download", *[_qualify(p, arch, native) for p in stale]], cwd=Path(tmp))
             for f in Path(tmp).glob("*.deb"):
                 os.replace(f, dest / f.name)
     debs = []

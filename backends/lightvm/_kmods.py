@@ -98,6 +98,22 @@ def x86_pvh_vmlinux(bzimage: bytes) -> bytes | None:
     return vmlinux if has_pvh else None
 
 
+_SIG_MAGIC = b"~Module signature appended~\n"
+
+
+def strip_signature(module: bytes) -> bytes:
+    """The module without its appended signature (struct module_signature: 12 bytes, sig_len last, BE).
+
+    Verifying Debian's signatures costs ~30 ms per module under TCG (measured: 20 modules load in
+    ~1.0 s unsigned vs ~1.6 s signed). The guest boots its kernel directly, without Secure Boot or
+    lockdown, so unsigned modules load; the kernel only records the "E" taint flag.
+    """
+    if not module.endswith(_SIG_MAGIC):
+        return module
+    sig_len, = struct.unpack_from(">I", module, len(module) - len(_SIG_MAGIC) - 4)
+    return module[:len(module) - len(_SIG_MAGIC) - 12 - sig_len]
+
+
 @dataclass(frozen=True)
 class ModuleSet:
     files: dict[str, bytes]     # path under lib/modules/<version>/ -> uncompressed .ko
@@ -106,7 +122,7 @@ class ModuleSet:
     depends: dict[str, list[str]]  # path -> dependency paths (for modules.dep)
 
 
-def select_modules(parts: KernelParts, wanted: list[str]) -> ModuleSet:
+def select_modules(parts: KernelParts, wanted: list[str], strip_signatures: bool = False) -> ModuleSet:
     """The closure of `wanted` over module dependencies, in a valid load order."""
     files: dict[str, bytes] = {}
     deps: dict[str, list[str]] = {}
@@ -136,7 +152,7 @@ def select_modules(parts: KernelParts, wanted: list[str]) -> ModuleSet:
         ]
         found = [visit(d, True) for d in hard] + [visit(d, False) for d in soft]
         dep_paths = [p for p in found if p]
-        files[path] = data
+        files[path] = strip_signature(data) if strip_signatures else data
         deps[path] = dep_paths
         order.append(path)
         return path

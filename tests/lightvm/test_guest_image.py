@@ -258,3 +258,22 @@ def test_amd64_guest_boots_to_ssh_and_powers_off(guest_image, boot_guest) -> Non
 @pytest.mark.slow
 def test_arm64_guest_boots_to_ssh_and_powers_off(guest_image, boot_guest) -> None:  # type: ignore[no-untyped-def]
     _boot_and_check(boot_guest, guest_image("arm64"), "aarch64")
+
+
+@pytest.mark.slow
+def test_guest_without_machine_overlay_says_why_on_the_console(guest_image, boot_guest) -> None:  # type: ignore[no-untyped-def]
+    guest = boot_guest(guest_image("amd64"), overlay=False, wait_for=b"no SSH host key")
+    assert b"(the machine overlay is missing)" in guest.console
+    assert b"hostrt-guest: ready" not in guest.console
+
+
+@pytest.mark.slow
+def test_rebuild_is_byte_identical(guest_image, guest_cache: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Same recipe, same packages -> same bytes, so a published image and a local build agree."""
+    first = guest_image("amd64")
+    (tmp_path / "debs").symlink_to(guest_cache / "debs")  # reuse the downloads, rebuild the rest
+    second = build_guest_image("amd64", tmp_path)
+    assert second.recipe_hash == first.recipe_hash
+    assert second.initramfs.read_bytes() == first.initramfs.read_bytes()
+    assert second.kernel.read_bytes() == first.kernel.read_bytes()
+    assert (second.kernel.parent / "manifest.json").read_text() == (first.kernel.parent / "manifest.json").read_text()
