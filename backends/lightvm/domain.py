@@ -89,6 +89,9 @@ def render_domain(
     ET.SubElement(serial, "source", path=str(boot.console_log))
     ET.SubElement(serial, "target", port="0")
     ET.SubElement(devices, "memballoon", model="none")
+    # Without a hardware RNG the guest's SSH server waits ~1 s for entropy at boot.
+    rng = ET.SubElement(devices, "rng", model="virtio")
+    ET.SubElement(rng, "backend", model="random").text = "/dev/urandom"
     for share in shared:
         fs = ET.SubElement(devices, "filesystem", type="mount", accessmode="passthrough")
         ET.SubElement(fs, "source", dir=str(share.source))
@@ -102,7 +105,7 @@ def render_domain(
         f"user,id={NET_ID},hostfwd=tcp:127.0.0.1:{ssh_port}-:22",
         "-device",
         # An explicit slot: libvirt assigns its own devices from slot 1 up and does not see ours.
-        f"virtio-net-pci,netdev={NET_ID},bus=pcie.0,addr=0x10",
+        f"virtio-net-pci,netdev={NET_ID},bus=pcie.0,addr=0x10,romfile=",  # no option ROM: nothing boots from it
     ):
         ET.SubElement(qemu_args, f"{{{QEMU_NS}}}arg", value=value)
     ET.indent(domain)

@@ -39,6 +39,7 @@ def test_amd64_tcg_domain() -> None:
     assert domain.find("features/acpi") is not None, "without ACPI poweroff only halts"
     assert {domain.findtext(e) for e in ("on_poweroff", "on_reboot", "on_crash")} == {"destroy"}
     assert domain.find("devices/serial/source").get("path") == "/m/console.log"
+    assert domain.find("devices/rng/backend").text == "/dev/urandom", "the guest's sshd needs entropy at boot"
     assert domain.find("cpu") is None
 
 
