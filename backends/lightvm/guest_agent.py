@@ -160,6 +160,19 @@ def logs(container_id: str) -> int:
     return 0
 
 
+def exec_(container_id: str, *args: str) -> int:
+    """`runtime exec` with this session's stdio; args are runtime exec flags, `--`, then the command."""
+    flags, command = list(args[: args.index("--")]), list(args[args.index("--") + 1:])
+    return _runtime().call("exec", *flags, container_id, *command, stdin=None, stdout=None, stderr=None,
+                           check=False, timeout=None).returncode
+
+
+def pause(container_id: str, action: str) -> int:
+    """`pause` or `resume` every process of the container (the freezer cgroup)."""
+    _runtime().call("resume" if action == "resume" else "pause", container_id)
+    return 0
+
+
 def kill(container_id: str, signal_name: str) -> int:
     _runtime().kill(container_id, signal_name, all_processes=signal_name == "SIGKILL")
     return 0
@@ -178,7 +191,8 @@ def remove(container_id: str) -> int:
 
 
 OPERATIONS = {"missing-layers": missing_layers, "put-layer": put_layer, "prepare": prepare, "run": run,
-              "start": start, "state": state, "logs": logs, "kill": kill, "remove": remove}
+              "start": start, "state": state, "logs": logs, "kill": kill, "remove": remove, "exec": exec_,
+              "pause": pause}
 
 
 def main(argv: list[str]) -> int:

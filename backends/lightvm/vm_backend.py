@@ -211,11 +211,20 @@ class LightVMBackend:
         return state["ended"] or {"exit_code": 255, "oom_killed": False, "finished_at": time.time()}
 
     def pause(self, record: ContainerRecord, resume: bool) -> None:
-        raise GuestError("pause is not available for containers in a VM yet")
+        self._call(record, "pause", record.id, "resume" if resume else "pause")
 
     def exec(self, record: ContainerRecord, command: list[str], env: list[str], workdir: str | None,
              user: str | None, detach: bool, interactive: bool) -> int:
-        raise GuestError("exec is not available for containers in a VM yet")
+        if user and not user.replace(":", "").isdigit():
+            raise UsageError("exec -u in a VM container takes a numeric UID[:GID]")
+        flags = [f"--env={item}" for item in env] + (["--detach"] if detach else [])
+        flags += [f"--cwd={workdir}"] if workdir else []
+        flags += [f"--user={user if ':' in user else user + ':0'}"] if user else []
+        session, agent = self._agent(record)
+        code, _, _ = session.run(f"{agent} exec {record.id} {shlex.join([*flags, '--', *command])}",
+                                 stdout=sys.stdout.fileno(), stderr=sys.stderr.fileno(),
+                                 stdin_fd=sys.stdin.fileno() if interactive else None)
+        return code
 
     def logs(self, record: ContainerRecord) -> list[dict]:
         from hostrt.engine.logfile import parse

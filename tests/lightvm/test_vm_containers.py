@@ -109,3 +109,16 @@ def test_warm_run_goes_through_the_host_agent_without_ssh(vm_hostrt: Hostrt) -> 
     imported = {line.split("|")[-1].strip() for line in done.stderr.splitlines() if line.startswith("import time:")}
     assert "paramiko" not in imported, "a warm run reuses the agent's connection: no SSH handshake, no SSH library"
     assert "backends.lightvm.hostagent" in imported
+
+
+def test_exec_and_pause_in_a_vm_container(vm_hostrt: Hostrt) -> None:
+    container_id = vm_hostrt.ok("run", "--backend", "lightvm", "-d", "busybox", "sleep", "300", timeout=900).strip()
+    try:
+        done = vm_hostrt("exec", "-e", "X=in-vm", container_id, "sh", "-c", "echo $X; exit 5", timeout=300)
+        assert (done.returncode, done.stdout) == (5, "in-vm\n"), done.stderr
+        vm_hostrt.ok("pause", container_id, timeout=300)
+        assert json.loads(vm_hostrt.ok("inspect", container_id, timeout=300))[0]["State"]["Paused"] is True
+        vm_hostrt.ok("unpause", container_id, timeout=300)
+        assert vm_hostrt("exec", container_id, "true", timeout=300).returncode == 0
+    finally:
+        vm_hostrt("rm", "-f", container_id, timeout=300)
