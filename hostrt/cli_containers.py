@@ -322,7 +322,7 @@ def register(app: typer.Typer) -> None:
     """Add the container commands to the main app."""
     app.command(context_settings=_DOCKER_STYLE)(run)
     app.command(context_settings=_DOCKER_STYLE)(create)
-    for command in (start, stop, kill, restart, rm, ps, logs, wait, pause, unpause, inspect):
+    for command in (start, stop, kill, restart, rm, ps, logs, wait, pause, unpause, inspect, cp, top):
         app.command()(command)
     app.command("exec", context_settings=_DOCKER_STYLE)(exec_)
     app.add_typer(system_app, name="system")
@@ -396,3 +396,86 @@ def system_prune(
 
 system_app = typer.Typer(rich_markup_mode=None, help="Manage hostrt itself.", no_args_is_help=True)
 system_app.command("prune")(system_prune)
+
+
+def cp(
+    source: Annotated[str, typer.Argument(help="CONTAINER:PATH or a host path.")],
+    destination: Annotated[str, typer.Argument(help="A host path or CONTAINER:PATH.")],
+) -> None:
+    """Copy files between a container and the host (paths resolve inside the container's root)."""
+    from pathlib import Path
+
+    from hostrt.engine.copy import copy_in, copy_out
+
+    engine = _engine()
+    if ":" in source and not source.startswith(("/", ".")):
+        name, _, path = source.partition(":")
+        record = engine.find(name)
+        _native_only(record, "cp")
+        copy_out(engine.records.dir_of(record.id) / "rootfs", path, Path(destination))
+    elif ":" in destination and not destination.startswith(("/", ".")):
+        name, _, path = destination.partition(":")
+        record = engine.find(name)
+        _native_only(record, "cp")
+        copy_in(Path(source), engine.records.dir_of(record.id) / "rootfs", path)
+    else:
+        raise UsageError("cp needs CONTAINER:PATH on one side, e.g. hostrt cp web:/etc/hosts ./hosts")
+
+
+def _native_only(record, command: str) -> None:  # noqa: ANN001
+    if record.backend != "native":
+        raise UsageError(f"{command} works on native containers only; {record.name} runs in machine {record.machine}")
+
+
+def top(container: Annotated[str, typer.Argument()]) -> None:
+    """The processes of a running container (host PIDs)."""
+    from pathlib import Path
+
+    from hostrt.engine.records import ConflictError
+
+    engine = _engine()
+    record = engine.find(container)
+    _native_only(record, "top")
+    if record.status not in ("running", "paused"):
+        raise ConflictError(f"container {record.name} is not running")
+    pids = json.loads(engine.runtime.call("ps", "--format", "json", record.id).stdout or b"[]")
+    typer.echo(f"{'PID':>8}  {'UID':>6}  CMD")
+    for pid in pids:
+        try:
+            uid = next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines()
+                       if line.startswith("Uid:"))
+            command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()
+        except OSError:
+            continue  # exited meanwhile
+        typer.echo(f"{pid:>8}  {uid:>6}  {command}")
+
+
+def system_df() -> None:
+    """Disk used by images, unpacked layers, containers' writable layers and logs."""
+    from pathlib import Path
+
+    from hostrt.paths import Paths
+
+    def size(path: Path) -> int:
+        if not path.exists():
+            return 0
+        total = 0
+        for entry in [path, *path.rglob("*")]:
+            try:
+                if entry.is_file() and not entry.is_symlink():
+                    total += entry.stat().st_size
+            except OSError:
+                continue
+        return total
+
+    paths = Paths.default()
+    containers = [c for c in paths.containers.iterdir() if len(c.name) == 64] if paths.containers.is_dir() else []
+    rows = [("Images (content store)", size(paths.store)), ("Unpacked layers", size(paths.layers)),
+            ("Containers (writable layers)", sum(size(c / "upper") for c in containers)),
+            ("Container logs", sum(size(log) for c in containers for log in c.glob("container.log*")))]
+    typer.echo(f"{'TYPE':<30}{'SIZE':>12}")
+    for label, value in rows:
+        typer.echo(f"{label:<30}{value / 1e6:>10.1f}MB")
+
+
+system_app.command("df")(system_df)

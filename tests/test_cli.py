@@ -87,7 +87,8 @@ def test_help_lists_only_working_commands() -> None:
 @pytest.mark.parametrize(
     "command",
     [["run"], ["create"], ["ps"], ["logs"], ["exec"], ["inspect"], ["pull"], ["push"], ["images"], ["image", "build"],
-     ["machine", "init"], ["machine", "ssh"], ["network", "create"], ["system", "prune"], ["port"]],
+     ["machine", "init"], ["machine", "ssh"], ["network", "create"], ["system", "prune"], ["system", "df"], ["port"],
+     ["cp"], ["top"]],
 )
 def test_every_command_has_working_help(command: list[str]) -> None:
     done = hostrt(*command, "--help")

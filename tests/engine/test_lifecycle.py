@@ -180,3 +180,38 @@ def test_an_image_in_use_cannot_be_removed(hostrt: Hostrt) -> None:
     assert refused.returncode == 125 and container_id[:12] in refused.stderr
     assert "busybox:latest" in hostrt.ok("images")
     hostrt.ok("rm", container_id)
+
+
+def test_cp_both_ways_stays_inside_the_container(hostrt: Hostrt, tmp_path: Path) -> None:
+    hostrt.ok("run", "--name", "cpbox", "busybox", "sh", "-c",
+              "echo inside > /data.txt; ln -s / /escape; ln -s /etc/../../.. /up")
+    try:
+        hostrt.ok("cp", "cpbox:/data.txt", str(tmp_path / "out.txt"))
+        assert (tmp_path / "out.txt").read_text() == "inside\n"
+        (tmp_path / "in.txt").write_text("from host\n")
+        hostrt.ok("cp", str(tmp_path / "in.txt"), "cpbox:/escape/tmp/in.txt")
+        hostrt.ok("cp", str(tmp_path / "in.txt"), "cpbox:/up/in2.txt")
+        assert not Path("/tmp/in.txt").exists() and not Path("/in2.txt").exists(), "symlinks resolve inside the rootfs"
+        rootfs = hostrt.root / "containers" / json.loads(hostrt.ok("inspect", "cpbox"))[0]["id"] / "rootfs"
+        assert (rootfs / "tmp" / "in.txt").read_text() == "from host\n" and (rootfs / "in2.txt").exists()
+        missing = hostrt("cp", "cpbox:/no/such", str(tmp_path))
+        assert missing.returncode == 125 and "no such file" in missing.stderr
+    finally:
+        hostrt.ok("rm", "-f", "cpbox")
+
+
+def test_top_lists_the_container_processes(hostrt: Hostrt) -> None:
+    hostrt.ok("run", "-d", "--name", "topbox", "busybox", "sh", "-c", "sleep 300 & sleep 301")
+    try:
+        deadline = time.monotonic() + 10
+        while "sleep 300" not in (listing := hostrt.ok("top", "topbox")) and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert "sleep 300" in listing and "sleep 301" in listing
+    finally:
+        hostrt.ok("rm", "-f", "topbox")
+
+
+def test_system_df_counts_images(hostrt: Hostrt) -> None:
+    listing = hostrt.ok("system", "df")
+    images = next(line for line in listing.splitlines() if line.startswith("Images"))
+    assert float(images.split()[-1].removesuffix("MB")) > 0.5
