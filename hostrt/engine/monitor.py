@@ -121,17 +121,7 @@ class Monitor:
             return {"ok": False, "error": str(err)}
         os.close(out_w)
         os.close(err_w)
-        item = Watched(container_id, directory, pid, bool(request.get("auto_remove")))
-        for fd, stream in ((out_r, "stdout"), (err_r, "stderr")):
-            os.set_blocking(fd, False)
-            item.streams[fd] = stream
-            self.selector.register(fd, selectors.EVENT_READ, item)
-        self.watched[pid] = item
-        try:
-            self.runtime.start(container_id)
-        except RuntimeCallError as err:
-            return {"ok": False, "error": str(err), "pid": pid}
-        return {"ok": True, "pid": pid}
+        return self._watch_and_start(request, pid, {out_r: "stdout", err_r: "stderr"})
 
     def _start_with_tty(self, request: dict) -> dict:
         """`run -d -t`: the pty master is read like a stdout pipe."""
@@ -146,13 +136,18 @@ class Monitor:
                 master = console.receive_master(listener)
         except (RuntimeCallError, OSError) as err:
             return {"ok": False, "error": str(err)}
-        item = Watched(container_id, directory, pid, bool(request.get("auto_remove")))
-        os.set_blocking(master, False)
-        item.streams[master] = "stdout"
-        self.selector.register(master, selectors.EVENT_READ, item)
+        return self._watch_and_start(request, pid, {master: "stdout"})
+
+    def _watch_and_start(self, request: dict, pid: int, streams: dict[int, str]) -> dict:
+        """Watch a created container's init and output, then let it run."""
+        item = Watched(request["id"], Path(request["dir"]), pid, bool(request.get("auto_remove")))
+        for fd, stream in streams.items():
+            os.set_blocking(fd, False)
+            item.streams[fd] = stream
+            self.selector.register(fd, selectors.EVENT_READ, item)
         self.watched[pid] = item
         try:
-            self.runtime.start(container_id)
+            self.runtime.start(item.container_id)
         except RuntimeCallError as err:
             return {"ok": False, "error": str(err), "pid": pid}
         return {"ok": True, "pid": pid}
