@@ -19,6 +19,8 @@ from hostrt.engine.records import ContainerRecord
 from hostrt.engine.runtime_cli import RuntimeCallError
 
 if TYPE_CHECKING:
+    from collections.abc import Callable
+
     from hostrt.engine.native import NativeBackend
 
 
@@ -52,7 +54,7 @@ def _forward(pid: int, signum: int) -> None:
         pass
 
 
-def _start_and_wait(backend: "NativeBackend", record: ContainerRecord, pid: int, relay: "callable") -> int:
+def _start_and_wait(backend: "NativeBackend", record: ContainerRecord, pid: int, relay: "Callable[[], None]") -> int:
     """Start the created container, relay its output while it runs, collect its status."""
     from hostrt.engine.native import runtime_error
 
