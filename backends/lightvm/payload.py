@@ -17,12 +17,14 @@ from collections.abc import Callable
 
 REPO = Path(__file__).resolve().parents[2]
 GUEST_CODE = "/var/lib/hostrt-guest/code"
-# Modules the guest needs besides the runtime package; all standard-library-only.
+# Modules the guest needs besides the runtime package; all standard-library-only
+# (tests/lightvm/test_payload.py imports each from the payload alone, without site-packages).
 GUEST_MODULES = (
     "hostrt/__init__.py", "hostrt/errors.py", "hostrt/paths.py",
     "hostrt/engine/__init__.py", "hostrt/engine/monitor.py", "hostrt/engine/monitor_client.py",
     "hostrt/engine/supervise.py", "hostrt/engine/runtime_cli.py", "hostrt/engine/snapshot.py",
-    "hostrt/engine/console.py", "hostrt/engine/logfile.py", "hostrt/images/__init__.py", "hostrt/images/errors.py", "hostrt/images/unpack.py",
+    "hostrt/engine/console.py", "hostrt/engine/logfile.py", "hostrt/engine/failpoints.py",
+    "hostrt/network/__init__.py", "hostrt/network/proxy.py", "hostrt/network/ports.py", "hostrt/images/__init__.py", "hostrt/images/errors.py", "hostrt/images/unpack.py",
     "backends/__init__.py", "backends/lightvm/__init__.py", "backends/lightvm/guest_agent.py",
 )
 RUNTIME_LAUNCHER = '#!/bin/sh\nPYTHONPATH="$(dirname "$0")" exec python3 -m backends.linux_native "$@"\n'
