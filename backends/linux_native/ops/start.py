@@ -47,11 +47,11 @@ def release(ctr: state.Container) -> None:
 
 
 def run_poststart(ctr: state.Container) -> None:
-    from backends.linux_native import hooks, jsonio, spec as speclib
-
     raw_hooks = (ctr.config.get("hooks") or {}).get("poststart")
     if not raw_hooks:
         return
+    from backends.linux_native import hooks, jsonio, spec as speclib
+
     st = ctr.oci_state()
     for raw in raw_hooks:
         try:
