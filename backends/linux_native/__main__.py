@@ -45,6 +45,11 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - containerd reads the log, not a traceback
+        LOG.error(f"{command}: internal error: {exc.__class__.__name__}: {exc}")
+        if glob.debug:
+            raise
+        return 1
 
 
 def exit_now(code: int) -> None:

@@ -49,7 +49,7 @@ def create(root: str, container_id: str, bundle: str, opts, reaper: bool = False
     from backends.linux_native.init import InitOptions, container_init
 
     spec = speclib.load(bundle)
-    if spec.process.apparmor and not os.path.exists("/sys/kernel/security/apparmor"):
+    if spec.process and spec.process.apparmor and not os.path.exists("/sys/kernel/security/apparmor"):
         LOG.info("apparmor is not enabled on this host; apparmorProfile ignored")
     ctr = state.new(root, container_id)
     manager = None

@@ -31,19 +31,25 @@ def release(ctr: state.Container) -> None:
 
     path = os.path.join(ctr.dir, state.FIFO)
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    released = False
     try:
         poller = select.poll()
         poller.register(fd, select.POLLIN)
         while True:
             if poller.poll(200):
                 if os.read(fd, 16):
-                    break
-                raise RuntimeFailure("container init closed exec.fifo without starting")
+                    if not released:
+                        released = True
+                        os.unlink(path)
+                    continue
+                # EOF: init's close-on-exec copy is gone, the user process runs (or init died).
+                break
             if not ctr.alive():
-                raise RuntimeFailure("container init died before start")
+                break
     finally:
         os.close(fd)
-    os.unlink(path)
+    if not released:
+        raise RuntimeFailure("container init exited before start")
 
 
 def run_poststart(ctr: state.Container) -> None:
