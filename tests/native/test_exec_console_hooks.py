@@ -188,3 +188,10 @@ def test_sysctl_and_hostname(rt, bundle):
     b = bundle("sh", "-c", "cat /proc/sys/net/ipv4/ip_forward; hostname", edit=edit)
     out = rt("run", "-b", str(b), "c1").stdout.split()
     assert out == ["1", "hostrt-test"]
+
+
+def test_foreground_run_relays_its_own_terminal(rt, bundle):
+    b = bundle("sh", "-c", "tty; echo relayed; exit 5", edit=lambda c: c["process"].__setitem__("terminal", True))
+    proc = rt("run", "-b", str(b), "c1", check=False, stdin=__import__("subprocess").DEVNULL)
+    assert proc.returncode == 5
+    assert proc.stdout.replace("\r\n", "\n").split() == ["/dev/pts/0", "relayed"]

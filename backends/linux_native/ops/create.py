@@ -43,8 +43,9 @@ def write_pid_file(path: str | None, pid: int) -> None:
         os.rename(tmp, path)
 
 
-def create(root: str, container_id: str, bundle: str, opts, reaper: bool = False):
-    """Create the container; returns (Container, Channel) with init waiting on the FIFO."""
+def create(root: str, container_id: str, bundle: str, opts, reaper: bool = False, console_fd: int | None = None):
+    """Create the container; returns (Container, Channel) with init waiting on the FIFO.
+    CONSOLE_FD, when given, replaces --console-socket (run's own terminal relay)."""
     from backends.linux_native import hooks, process
     from backends.linux_native.init import InitOptions, container_init
 
@@ -54,7 +55,6 @@ def create(root: str, container_id: str, bundle: str, opts, reaper: bool = False
     ctr = state.new(root, container_id)
     manager = None
     init_pid = 0
-    console_fd = None
     try:
         fifo = os.path.join(ctr.dir, state.FIFO)
         os.mkfifo(fifo, 0o622)
