@@ -8,9 +8,7 @@ import sys
 
 from backends.linux_native import OCI_VERSION, __version__, cli
 from backends.linux_native.errors import RuntimeFailure
-from backends.linux_native.log import LOG, Logger
-
-DEFAULT_ROOT = "/run/hostrt-runtime"
+from backends.linux_native.log import LOG
 
 # command -> module under backends.linux_native.ops
 OPERATIONS = {
@@ -33,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     if command == "v":
         sys.stdout.write(f"hostrt-runtime version {__version__}\nspec: {OCI_VERSION}\n")
         return 0
-    LOG.__dict__.update(Logger(glob.log, glob.log_format or "text", bool(glob.debug)).__dict__)
+    LOG.configure(glob.log, glob.log_format or "text", bool(glob.debug))
     module = __import__(f"backends.linux_native.ops.{OPERATIONS[command]}", fromlist=["run"])
     try:
         return int(module.main(command, glob, opts) or 0)
