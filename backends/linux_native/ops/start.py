@@ -59,6 +59,8 @@ def run_poststart(ctr: state.Container) -> None:
     from backends.linux_native import hooks, jsonio, spec as speclib
 
     st = ctr.oci_state()
+    # The hook reports the start that just happened, even if the process already exited.
+    st.update(status="running", pid=ctr.pid)
     for raw in raw_hooks:
         try:
             hooks.run_one(speclib.Hook(raw), jsonio.dumps(st).encode(), "poststart")
