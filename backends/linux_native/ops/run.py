@@ -31,8 +31,9 @@ def main(command: str, glob, opts) -> int:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         relay_fd = theirs.detach()
     ctr, _chan = create_op.create(glob.root, opts.id, opts.bundle or os.getcwd(), opts, reaper=not detach, console_fd=relay_fd)
+    poststart = bool((ctr.config.get("hooks") or {}).get("poststart"))
     if detach:
-        start_op.release(ctr)
+        start_op.release(ctr, wait_exec=poststart)
         start_op.run_poststart(ctr)
         return 0
     import _signal
@@ -54,7 +55,7 @@ def main(command: str, glob, opts) -> int:
             from backends.linux_native import terminal
 
             master = terminal.receive_master(ours.detach())
-        start_op.release(ctr)
+        start_op.release(ctr, wait_exec=poststart)
         start_op.run_poststart(ctr)
         if master is not None:
             exited: list[int] = []

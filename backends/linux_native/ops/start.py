@@ -18,15 +18,18 @@ def start(ctr: state.Container) -> None:
     status = ctr.status()
     if status != "created":
         raise BadState(f"cannot start a container that is {status}" if status != "running" else "cannot start an already running container")
-    release(ctr)
+    poststart = bool((ctr.config.get("hooks") or {}).get("poststart"))
+    release(ctr, wait_exec=poststart)
     if not ctr.config.get("process"):
         raise RuntimeFailure("config.json has no process: nothing to start")
     run_poststart(ctr)
 
 
-def release(ctr: state.Container) -> None:
+def release(ctr: state.Container, wait_exec: bool = False) -> None:
     """Open the FIFO for reading and wait for init's byte. A FIFO that never had a writer
-    does not report POLLHUP, so poll() waits exactly until init opened and wrote."""
+    does not report POLLHUP, so poll() waits exactly until init opened and wrote. With
+    WAIT_EXEC also wait for EOF: init's close-on-exec copy goes away at execve, which
+    poststart hooks must follow (without them, as runc, return at once)."""
     import select
 
     path = os.path.join(ctr.dir, state.FIFO)
@@ -41,6 +44,8 @@ def release(ctr: state.Container) -> None:
                     if not released:
                         released = True
                         os.unlink(path)
+                    if not wait_exec:
+                        break
                     continue
                 # EOF: init's close-on-exec copy is gone, the user process runs (or init died).
                 break
