@@ -40,6 +40,22 @@ def pytest_collection_modifyitems(config, items):
                 item.add_marker(pytest.mark.skip(reason=reason))
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _remove_empty_cgroup_parents():
+    """Containers' cgroups go on delete; their parents (hostrt-runtime/, hostrt-test/) are
+    removed here once every test is done, if empty (rmdir refuses otherwise)."""
+    yield
+    import glob
+
+    for pattern in ("/sys/fs/cgroup/*/hostrt-runtime", "/sys/fs/cgroup/*/hostrt-test",
+                    "/sys/fs/cgroup/*/*/*/hostrt-runtime", "/sys/fs/cgroup/hostrt-runtime", "/sys/fs/cgroup/hostrt-test"):
+        for path in glob.glob(pattern):
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass
+
+
 @pytest.fixture(scope="session")
 def rootfs_template(tmp_path_factory) -> Path:
     """A busybox root file system, built once; bundles hard-link it."""
