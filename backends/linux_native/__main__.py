@@ -8,9 +8,7 @@ import sys
 
 from backends.linux_native import OCI_VERSION, __version__, cli
 from backends.linux_native.errors import RuntimeFailure
-from backends.linux_native.log import LOG, Logger
-
-DEFAULT_ROOT = "/run/hostrt-runtime"
+from backends.linux_native.log import LOG
 
 # command -> module under backends.linux_native.ops
 OPERATIONS = {
@@ -33,7 +31,7 @@ def main(argv: list[str] | None = None) -> int:
     if command == "v":
         sys.stdout.write(f"hostrt-runtime version {__version__}\nspec: {OCI_VERSION}\n")
         return 0
-    LOG.__dict__.update(Logger(glob.log, glob.log_format or "text", bool(glob.debug)).__dict__)
+    LOG.configure(glob.log, glob.log_format or "text", bool(glob.debug))
     module = __import__(f"backends.linux_native.ops.{OPERATIONS[command]}", fromlist=["run"])
     try:
         return int(module.main(command, glob, opts) or 0)
@@ -45,9 +43,23 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # noqa: BLE001 - containerd reads the log, not a traceback
+        LOG.error(f"{command}: internal error: {exc.__class__.__name__}: {exc}")
+        if glob.debug:
+            raise
+        return 1
+
+
+def exit_now(code: int) -> None:
+    """Leave without interpreter finalization (module teardown, GC): nothing is left to
+    clean up, and it is milliseconds on every call."""
+    try:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    except (OSError, ValueError):
+        code = code or 1
+    os._exit(code)
 
 
 if __name__ == "__main__":
-    code = main()
-    sys.stdout.flush()
-    os._exit(code)
+    exit_now(main())

@@ -174,9 +174,9 @@ def container_init(spec, opts: InitOptions, chan) -> None:
     path = resolve_executable(process.args[0], env_dict(process.env))
     chan.send("ready")
     # Wait for `start`: opening the FIFO for writing blocks until start opens it to read.
+    # The fd stays open (close-on-exec), so `start` sees EOF exactly when execve succeeded.
     fifo = os.open("exec.fifo", os.O_WRONLY | os.O_CLOEXEC, dir_fd=opts.state_dir_fd)
     os.write(fifo, b"0")
-    os.close(fifo)
     os.close(opts.state_dir_fd)
     if spec.hooks["startContainer"]:
         hooks.run(spec.hooks["startContainer"], jsonio.loads(state_json), "startContainer")

@@ -14,6 +14,9 @@ _LEVELS = {"debug": 0, "info": 1, "warning": 2, "error": 3}
 
 class Logger:
     def __init__(self, path: str | None = None, fmt: str = "text", debug: bool = False) -> None:
+        self.configure(path, fmt, debug)
+
+    def configure(self, path: str | None, fmt: str, debug: bool) -> None:
         self.path = path
         self.fmt = fmt
         self.min_level = 0 if debug else 1

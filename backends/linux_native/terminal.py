@@ -43,3 +43,59 @@ def make_controlling(slave: int) -> None:
     fcntl.ioctl(slave, TIOCSCTTY, 0)
     for fd in (0, 1, 2):
         os.dup2(slave, fd)
+
+
+def receive_master(sock_fd: int) -> int:
+    """The other end of send_master: the pty master fd."""
+    import socket
+
+    sock = socket.socket(fileno=sock_fd)
+    try:
+        _msg, fds, _flags, _addr = socket.recv_fds(sock, 4096, 1)
+    finally:
+        sock.close()
+    if not fds:
+        raise OSError(5, "no pty master received from the container")
+    return fds[0]
+
+
+def relay(master: int, child_exited) -> None:
+    """Copy our stdin to the pty and the pty to our stdout until CHILD_EXITED() is true and
+    the pty is drained; our terminal is raw meanwhile (the container's pty does the
+    line discipline)."""
+    import select
+    import termios
+    import tty
+
+    saved = None
+    if os.isatty(0):
+        saved = termios.tcgetattr(0)
+        tty.setraw(0)
+        try:
+            rows, cols = struct.unpack("HHHH", fcntl.ioctl(0, 0x5413, b"\0" * 8))[:2]  # TIOCGWINSZ
+            set_size(master, (rows, cols))
+        except OSError:
+            pass
+    inputs = [master, 0]
+    try:
+        while True:
+            ready = select.select(inputs, [], [], 0.1)[0]
+            if master in ready:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: every slave fd is closed
+                    data = b""
+                if not data:
+                    return
+                os.write(1, data)
+            if 0 in ready:
+                data = os.read(0, 65536)
+                if data:
+                    os.write(master, data)
+                else:
+                    inputs.remove(0)
+            if not ready and child_exited():
+                return
+    finally:
+        if saved is not None:
+            termios.tcsetattr(0, termios.TCSADRAIN, saved)

@@ -113,8 +113,16 @@ def test_hooks_get_state_in_order(rt, bundle, tmp_path):
     def edit(config):
         config["hooks"] = {k: [hook(k)] for k in ("prestart", "createRuntime", "poststart", "poststop")}
 
-    b = bundle("true", edit=edit)
+    b = bundle("true", edit=edit, readonly=False)
+    config = json.loads((b / "config.json").read_text())
+    # createContainer runs in the container's namespaces before pivot_root (host paths
+    # resolve); startContainer after it (container paths resolve).
+    config["hooks"]["createContainer"] = [{"path": "/bin/busybox", "args": ["sh", "-c", f"readlink /proc/self/ns/mnt > {tmp_path}/cc"]}]
+    config["hooks"]["startContainer"] = [{"path": "/bin/sh", "args": ["sh", "-c", "hostname > /tmp/sc"]}]
+    (b / "config.json").write_text(json.dumps(config))
     rt("run", "-b", str(b), "c1")
+    assert (tmp_path / "cc").read_text().strip() != os.readlink("/proc/self/ns/mnt")
+    assert (b / "rootfs" / "tmp" / "sc").read_text().strip() == "hostrt-test"
     lines = log.read_text().splitlines()
     assert [line.split()[0] for line in lines] == ["prestart", "createRuntime", "poststart", "poststop"]
     states = [json.loads(line.split(" ", 1)[1]) for line in lines]
@@ -180,3 +188,10 @@ def test_sysctl_and_hostname(rt, bundle):
     b = bundle("sh", "-c", "cat /proc/sys/net/ipv4/ip_forward; hostname", edit=edit)
     out = rt("run", "-b", str(b), "c1").stdout.split()
     assert out == ["1", "hostrt-test"]
+
+
+def test_foreground_run_relays_its_own_terminal(rt, bundle):
+    b = bundle("sh", "-c", "tty; echo relayed; exit 5", edit=lambda c: c["process"].__setitem__("terminal", True))
+    proc = rt("run", "-b", str(b), "c1", check=False, stdin=__import__("subprocess").DEVNULL)
+    assert proc.returncode == 5
+    assert proc.stdout.replace("\r\n", "\n").split() == ["/dev/pts/0", "relayed"]

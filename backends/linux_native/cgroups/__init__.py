@@ -113,5 +113,5 @@ def manager_for(saved: dict) -> Manager:
     if version == 2:
         from backends.linux_native.cgroups.v2 import V2Manager
 
-        return V2Manager(saved["path"])
+        return V2Manager(saved["path"], saved.get("root", "/sys/fs/cgroup"))
     return Manager()

@@ -23,27 +23,30 @@ def _shares_to_weight(shares: int) -> str:
 class V2Manager(Manager):
     version = 2
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, root: str = ROOT) -> None:
         self.path = path
+        self.root = root
 
     @classmethod
-    def for_path(cls, path: str) -> "V2Manager":
-        return cls(os.path.normpath(ROOT + "/" + path.lstrip("/")))
+    def for_path(cls, path: str, root: str = ROOT) -> "V2Manager":
+        """ROOT is the cgroup2 mount (another one than /sys/fs/cgroup only in tests)."""
+        return cls(os.path.normpath(root + "/" + path.lstrip("/")), root)
 
     def describe(self) -> dict:
-        return {"version": 2, "path": self.path}
+        return {"version": 2, "path": self.path, "root": self.root}
 
     def _enable_controllers(self) -> None:
-        with open(os.path.join(ROOT, "cgroup.controllers")) as f:
+        with open(os.path.join(self.root, "cgroup.controllers")) as f:
             available = f.read().split()
-        rel = os.path.relpath(self.path, ROOT)
-        current = ROOT
+        rel = os.path.relpath(self.path, self.root)
+        current = self.root
         for part in rel.split("/"):
-            try:
-                with open(os.path.join(current, "cgroup.subtree_control"), "w") as f:
-                    f.write(" ".join("+" + c for c in available))
-            except OSError:
-                pass  # a parent with processes in it cannot delegate; limits there are lost
+            if available:
+                try:
+                    with open(os.path.join(current, "cgroup.subtree_control"), "w") as f:
+                        f.write(" ".join("+" + c for c in available))
+                except OSError:
+                    pass  # a parent with processes in it cannot delegate; limits there are lost
             current = os.path.join(current, part)
             os.makedirs(current, exist_ok=True)
 

@@ -43,18 +43,18 @@ def write_pid_file(path: str | None, pid: int) -> None:
         os.rename(tmp, path)
 
 
-def create(root: str, container_id: str, bundle: str, opts, reaper: bool = False):
-    """Create the container; returns (Container, Channel) with init waiting on the FIFO."""
+def create(root: str, container_id: str, bundle: str, opts, reaper: bool = False, console_fd: int | None = None):
+    """Create the container; returns (Container, Channel) with init waiting on the FIFO.
+    CONSOLE_FD, when given, replaces --console-socket (run's own terminal relay)."""
     from backends.linux_native import hooks, process
     from backends.linux_native.init import InitOptions, container_init
 
     spec = speclib.load(bundle)
-    if spec.process.apparmor and not os.path.exists("/sys/kernel/security/apparmor"):
+    if spec.process and spec.process.apparmor and not os.path.exists("/sys/kernel/security/apparmor"):
         LOG.info("apparmor is not enabled on this host; apparmorProfile ignored")
     ctr = state.new(root, container_id)
     manager = None
     init_pid = 0
-    console_fd = None
     try:
         fifo = os.path.join(ctr.dir, state.FIFO)
         os.mkfifo(fifo, 0o622)

@@ -12,11 +12,28 @@ from backends.linux_native.ops import start as start_op
 FORWARDED = (1, 2, 3, 10, 12, 15, 28)
 
 
+def _wants_relay(opts) -> bool:
+    """A foreground run of a terminal process without --console-socket: we hold the pty."""
+    if opts.detach or opts.console_socket:
+        return False
+    from backends.linux_native import jsonio
+
+    config = jsonio.load_file(os.path.join(opts.bundle or os.getcwd(), "config.json"))
+    return bool(((config or {}).get("process") or {}).get("terminal"))  # type: ignore[union-attr]
+
+
 def main(command: str, glob, opts) -> int:
     detach = bool(opts.detach)
-    ctr, _chan = create_op.create(glob.root, opts.id, opts.bundle or os.getcwd(), opts, reaper=not detach)
+    relay_fd = ours = None
+    if _wants_relay(opts):
+        import socket
+
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        relay_fd = theirs.detach()
+    ctr, _chan = create_op.create(glob.root, opts.id, opts.bundle or os.getcwd(), opts, reaper=not detach, console_fd=relay_fd)
+    poststart = bool((ctr.config.get("hooks") or {}).get("poststart"))
     if detach:
-        start_op.release(ctr)
+        start_op.release(ctr, wait_exec=poststart)
         start_op.run_poststart(ctr)
         return 0
     import _signal
@@ -33,9 +50,26 @@ def main(command: str, glob, opts) -> int:
     for sig in FORWARDED:
         _signal.signal(sig, forward)
     try:
-        start_op.release(ctr)
+        master = None
+        if ours is not None:
+            from backends.linux_native import terminal
+
+            master = terminal.receive_master(ours.detach())
+        start_op.release(ctr, wait_exec=poststart)
         start_op.run_poststart(ctr)
-        code = _wait(ctr.pid)
+        if master is not None:
+            exited: list[int] = []
+
+            def child_exited() -> bool:
+                done, status = os.waitpid(ctr.pid, os.WNOHANG)
+                if done:
+                    exited.append(wait_status_code(status))
+                return bool(exited)
+
+            terminal.relay(master, child_exited)
+            code = exited[0] if exited else _wait(ctr.pid)
+        else:
+            code = _wait(ctr.pid)
     finally:
         if not opts.keep:
             delete(ctr, force=True)

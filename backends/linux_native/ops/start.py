@@ -18,41 +18,54 @@ def start(ctr: state.Container) -> None:
     status = ctr.status()
     if status != "created":
         raise BadState(f"cannot start a container that is {status}" if status != "running" else "cannot start an already running container")
-    release(ctr)
+    poststart = bool((ctr.config.get("hooks") or {}).get("poststart"))
+    release(ctr, wait_exec=poststart)
     if not ctr.config.get("process"):
         raise RuntimeFailure("config.json has no process: nothing to start")
     run_poststart(ctr)
 
 
-def release(ctr: state.Container) -> None:
+def release(ctr: state.Container, wait_exec: bool = False) -> None:
     """Open the FIFO for reading and wait for init's byte. A FIFO that never had a writer
-    does not report POLLHUP, so poll() waits exactly until init opened and wrote."""
+    does not report POLLHUP, so poll() waits exactly until init opened and wrote. With
+    WAIT_EXEC also wait for EOF: init's close-on-exec copy goes away at execve, which
+    poststart hooks must follow (without them, as runc, return at once)."""
     import select
 
     path = os.path.join(ctr.dir, state.FIFO)
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    released = False
     try:
         poller = select.poll()
         poller.register(fd, select.POLLIN)
         while True:
             if poller.poll(200):
                 if os.read(fd, 16):
-                    break
-                raise RuntimeFailure("container init closed exec.fifo without starting")
+                    if not released:
+                        released = True
+                        os.unlink(path)
+                    if not wait_exec:
+                        break
+                    continue
+                # EOF: init's close-on-exec copy is gone, the user process runs (or init died).
+                break
             if not ctr.alive():
-                raise RuntimeFailure("container init died before start")
+                break
     finally:
         os.close(fd)
-    os.unlink(path)
+    if not released:
+        raise RuntimeFailure("container init exited before start")
 
 
 def run_poststart(ctr: state.Container) -> None:
-    from backends.linux_native import hooks, jsonio, spec as speclib
-
     raw_hooks = (ctr.config.get("hooks") or {}).get("poststart")
     if not raw_hooks:
         return
+    from backends.linux_native import hooks, jsonio, spec as speclib
+
     st = ctr.oci_state()
+    # The hook reports the start that just happened, even if the process already exited.
+    st.update(status="running", pid=ctr.pid)
     for raw in raw_hooks:
         try:
             hooks.run_one(speclib.Hook(raw), jsonio.dumps(st).encode(), "poststart")

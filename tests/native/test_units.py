@@ -1,0 +1,78 @@
+"""Pure parts of the runtime that need no root: the command line, JSON, signal and size
+parsing, mount options, and the symlink-safe join of mount destinations."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from backends.linux_native import cli, jsonio
+from backends.linux_native.errors import UsageError
+from backends.linux_native.ops.kill import parse_signal
+from backends.linux_native.ops.update import parse_bytes
+from backends.linux_native.rootfs import parse_options, secure_join
+from backends.linux_native.tables import MS_BIND, MS_NODEV, MS_RDONLY, MS_REC, MS_SLAVE
+
+
+def test_cli_accepts_runc_spellings():
+    glob, command, opts = cli.parse(["--root", "/r", "--log=/l", "--log-format", "json", "create", "-bundle", "/b", "--pid-file=/p", "id1"])
+    assert (glob.root, glob.log, glob.log_format, command) == ("/r", "/l", "json", "create")
+    assert (opts.bundle, opts.pid_file, opts.id) == ("/b", "/p", "id1")
+    # flags after the id (runtime-tools and people do that)
+    _, _, opts = cli.parse(["delete", "id2", "--force"])
+    assert opts.id == "id2" and opts.force is True
+
+
+def test_cli_exec_keeps_the_command_verbatim():
+    _, _, opts = cli.parse(["exec", "-t", "--env", "A=1", "-e", "B=2", "c1", "ls", "-la", "--color"])
+    assert opts.id == "c1" and opts.tty is True and opts.env == ["A=1", "B=2"]
+    assert opts.args == ["ls", "-la", "--color"]
+
+
+@pytest.mark.parametrize("argv", [[], ["create"], ["nope", "x"], ["state", "a", "b"], ["kill", "--bogus", "x"], ["create", "--bundle"]])
+def test_cli_usage_errors(argv):
+    with pytest.raises(UsageError):
+        cli.parse(argv)
+
+
+def test_signal_names():
+    assert parse_signal(None) == 15
+    assert parse_signal("KILL") == parse_signal("SIGKILL") == parse_signal("kill") == parse_signal("9") == 9
+    with pytest.raises(UsageError):
+        parse_signal("SIGNOPE")
+
+
+def test_sizes():
+    assert parse_bytes("64m") == 64 << 20
+    assert parse_bytes("1G") == 1 << 30
+    assert parse_bytes("4096") == 4096
+    assert parse_bytes("-1") == -1
+
+
+def test_jsonio_round_trip_and_errors():
+    value = {"a": [1, 2.5, True, None, "é\n"], "b": {}}
+    assert jsonio.loads(jsonio.dumps(value)) == value
+    for bad in ("{", "[1,]", "{} {}", ""):
+        with pytest.raises(ValueError):
+            jsonio.loads(bad)
+
+
+def test_mount_options():
+    flags, clear, propagation, data = parse_options(["rbind", "ro", "nodev", "rslave", "mode=755", "size=1k"])
+    assert flags == MS_BIND | MS_REC | MS_RDONLY | MS_NODEV
+    assert propagation == [MS_SLAVE | MS_REC]
+    assert data == "mode=755,size=1k"
+    flags, clear, _, _ = parse_options(["ro", "rw"])
+    assert flags & MS_RDONLY == 0 and clear & MS_RDONLY
+
+
+def test_secure_join_stays_inside_root(tmp_path):
+    root = tmp_path / "root"
+    (root / "etc").mkdir(parents=True)
+    os.symlink("/etc", root / "abs")  # absolute link: must resolve inside root
+    os.symlink("../../..", root / "etc" / "up")
+    assert secure_join(str(root), "/abs/passwd") == f"{root}/etc/passwd"
+    assert secure_join(str(root), "/etc/up/x") == f"{root}/x"
+    assert secure_join(str(root), "/../../tmp") == f"{root}/tmp"
+    assert secure_join(str(root), "/new/dir") == f"{root}/new/dir"
