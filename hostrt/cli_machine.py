@@ -31,6 +31,7 @@ def init(
     cpus: Annotated[int, typer.Option("--cpus", help="Virtual CPUs.")] = 2,
     memory: Annotated[int, typer.Option("--memory", help="Memory in MiB.")] = 1024,
     share: Annotated[Optional[list[str]], typer.Option("--share", help="Host directory for -v (repeatable; default: $HOME and /tmp).")] = None,
+    image: Annotated[Optional[str], typer.Option("--image", help="Pull the guest image from a registry instead of building it.")] = None,
 ) -> None:
     """Create a machine: build (or reuse) the guest image, generate its SSH keys, pin its host key."""
     from pydantic import ValidationError
@@ -46,7 +47,13 @@ def init(
         settings = MachineSettings(name=name, arch=guest_arch, cpus=cpus, memory_mib=memory, shares=shares)  # type: ignore[arg-type]
     except ValidationError as err:
         raise UsageError(err.errors()[0]["msg"].removeprefix("Value error, ")) from None
-    guest = build_guest_image(settings.arch, Paths.default().cache / "guest")
+    if image:
+        from backends.lightvm.guest_oci import guest_from_image
+        from hostrt.images.local import LocalImages
+
+        guest = guest_from_image(LocalImages.open(), image, settings.arch, Paths.default().cache / "guest")
+    else:
+        guest = build_guest_image(settings.arch, Paths.default().cache / "guest")
     machine = init_machine(Paths.default().machines, settings, guest)
     typer.echo(f"machine {settings.name} created ({settings.arch}, {settings.cpus} CPUs, {settings.memory_mib} MiB) in {machine.path}")
 
@@ -154,3 +161,24 @@ def ssh(
     known_hosts.write_text(f"[127.0.0.1]:{target.port} {target.host_key_line}\n")
     os.execv(ssh_client, ["ssh", "-i", str(target.client_key), "-p", str(target.port), "-o", "IdentitiesOnly=yes",
                           "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes", "root@127.0.0.1"])
+
+
+image_app = typer.Typer(rich_markup_mode=None, help="The guest VM image as an OCI image (to push to and pull from registries).",
+                        no_args_is_help=True)
+machine_app.add_typer(image_app, name="image")
+
+
+@image_app.command("build")
+def image_build(
+    arch: Annotated[Optional[list[str]], typer.Option("--arch", help="amd64 and/or arm64 (default: both).")] = None,
+    tag: Annotated[str, typer.Option("--tag", "-t", help="Name in the local store.")] = "hostrt/guest:latest",
+) -> None:
+    """Build the guest image(s) from images/guest and store them as one multi-platform image;
+    then `hostrt push TAG REGISTRY/REPO:TAG` publishes it for `machine init --image`."""
+    from backends.lightvm.guest_image import build_guest_image
+    from backends.lightvm.guest_oci import store_guest_images
+    from hostrt.images.local import LocalImages
+
+    arches = arch or ["amd64", "arm64"]
+    guests = [build_guest_image(a, Paths.default().cache / "guest") for a in arches]
+    typer.echo(store_guest_images(LocalImages.open(), tag, guests))

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from hostrt.images import oci
 from hostrt.images import reference as references
+from hostrt.images.assemble import store_index, store_manifest
 from hostrt.images.errors import RecipeError
 from hostrt.images.layer_tar import TarEntry, write_layer
 from hostrt.images.store import ContentStore
@@ -205,27 +206,10 @@ def build(
                 rootfs=oci.RootFS(type="layers", diff_ids=[diff_id]),
                 history=[{"created": created, "created_by": f"hostrt image build {recipe_dir.name} ({', '.join(versions)})"}],
             )
-            config_bytes = oci.dump(config)
-            config_digest = store.put_bytes(config_bytes)
-            manifest = oci.Manifest(
-                schemaVersion=2,
-                mediaType=oci.OCI_MANIFEST,
-                config=oci.Descriptor(mediaType=oci.OCI_CONFIG, digest=config_digest, size=len(config_bytes)),
-                layers=[oci.Descriptor(mediaType=oci.OCI_LAYER_GZIP, digest=layer, size=layer_size)],
-            )
-            manifest_bytes = oci.dump(manifest)
-            manifests.append(
-                oci.Descriptor(
-                    mediaType=oci.OCI_MANIFEST,
-                    digest=store.put_bytes(manifest_bytes),
-                    size=len(manifest_bytes),
-                    platform=oci.Platform(os=config.os, architecture=config.architecture, variant=config.variant),
-                )
-            )
-        index_bytes = oci.dump(oci.Index(schemaVersion=2, mediaType=oci.OCI_INDEX, manifests=manifests))
-        index = oci.Descriptor(mediaType=oci.OCI_INDEX, digest=store.put_bytes(index_bytes), size=len(index_bytes))
-        store.set_name(name, index)
+            manifests.append(store_manifest(store, config, [(layer, layer_size)]))
+        index = store_index(store, name, manifests)
     return name, index
+
 
 
 def _split_platform(text: str) -> tuple[str, str, str | None]:

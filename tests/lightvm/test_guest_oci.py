@@ -1,0 +1,46 @@
+"""The guest VM image through a registry: built and pushed on one host, pulled and booted on
+another hostrt root that never builds it (what a macOS or Windows user does)."""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.engine.conftest import Hostrt
+from tests.images.registry_server import start_registry
+
+pytestmark = [
+    pytest.mark.slow,
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="machines are run through libvirt's system daemon as root"),
+    pytest.mark.skipif(not Path("/run/libvirt/libvirt-sock").exists(), reason="libvirtd is not running (ci/services starts it)"),
+]
+
+
+def test_guest_image_round_trip_through_a_registry(tmp_path: Path, guest_cache: Path, guest_image) -> None:  # type: ignore[no-untyped-def]
+    guest_image("amd64")  # built once per session
+    runtime = str(Path(sys.executable).with_name("hostrt-runtime"))
+    builder = Hostrt(tmp_path / "builder", runtime)
+    (builder.root / "cache").mkdir(parents=True)
+    (builder.root / "cache" / "guest").symlink_to(guest_cache)
+    registry = start_registry(tmp_path / "registry")
+    try:
+        assert builder.ok("machine", "image", "build", "--arch", "amd64", "--tag", "guest:test").strip() == "guest:test"
+        builder.ok("push", "guest:test", f"{registry.host}/hostrt/guest:test")
+
+        user = Hostrt(tmp_path / "user", runtime)  # a host that cannot build: it only pulls
+        user.ok("machine", "init", "pulled", "--image", f"{registry.host}/hostrt/guest:test", timeout=300)
+        assert not (user.root / "cache" / "guest" / "debs").exists(), "nothing was built"
+        boot = json.loads(user.ok("machine", "inspect", "pulled"))["boot"]
+        assert Path(boot["kernel"]).is_relative_to(user.root)
+        try:
+            user.ok("machine", "start", "pulled", timeout=600)
+            assert user.ok("machine", "ssh", "pulled", "--", "uname", "-m").strip() == "x86_64"
+        finally:
+            user("machine", "rm", "pulled", timeout=120)
+    finally:
+        registry.stop()
