@@ -43,3 +43,13 @@ class CommandNotFoundError(HostrtError):
     """The container's command was not found in its filesystem."""
 
     exit_code = EXIT_NOT_FOUND
+
+
+def start_failure(message: str, otherwise: type[HostrtError] = HostrtError) -> HostrtError:
+    """A runtime's "could not start the process" message as docker maps it: 127 when the
+    command is not found, 126 when it cannot be executed, else `otherwise` (125)."""
+    if "executable file not found" in message or "no such file or directory" in message.lower():
+        return CommandNotFoundError(message)
+    if "permission denied" in message.lower():
+        return CannotExecuteError(message)
+    return otherwise(message)

@@ -202,11 +202,10 @@ def main(argv: list[str]) -> int:
     try:
         return OPERATIONS[argv[0]](*argv[1:])
     except Exception as err:  # one line, as hostrt prints its errors, and docker's exit codes
-        message = str(err)
-        print(f"hostrt: error: {message}", file=sys.stderr)
-        if "executable file not found" in message:
-            return 127
-        return 126 if "permission denied" in message.lower() else 125
+        from hostrt.errors import start_failure
+
+        print(f"hostrt: error: {err}", file=sys.stderr)
+        return start_failure(str(err)).exit_code
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 from backends.lightvm.hostagent import AgentSession, start_agent, stop_agent
 from hostrt.engine.records import ContainerRecord
-from hostrt.errors import CannotExecuteError, CommandNotFoundError, HostrtError, UsageError
+from hostrt.errors import HostrtError, UsageError, start_failure
 from hostrt.paths import Paths
 
 GUEST_CONTAINERS = "/var/lib/hostrt-guest/containers"
@@ -38,11 +38,7 @@ def _guest_failure(stderr: bytes) -> HostrtError:
     """The guest's last error line, mapped as docker maps a failed start (127, 126, else 125)."""
     lines = [line for line in stderr.decode(errors="replace").splitlines() if line.strip()]
     message = lines[-1].removeprefix("hostrt: error: ") if lines else "the guest operation failed"
-    if "executable file not found" in message:
-        return CommandNotFoundError(message)
-    if "permission denied" in message.lower():
-        return CannotExecuteError(message)
-    return GuestError(message)
+    return start_failure(message, otherwise=GuestError)
 
 
 class LightVMBackend:

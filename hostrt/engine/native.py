@@ -19,7 +19,7 @@ from hostrt.engine.bundle import prepare_bundle
 from hostrt.engine.records import ContainerRecord, RecordStore
 from hostrt.engine.runtime_cli import Runtime, RuntimeCallError
 from hostrt.engine.snapshot import unmount_rootfs
-from hostrt.errors import CannotExecuteError, CommandNotFoundError, HostrtError
+from hostrt.errors import HostrtError, start_failure
 from hostrt.network import attach
 from hostrt.paths import Paths
 
@@ -29,12 +29,7 @@ if TYPE_CHECKING:
 
 def runtime_error(err: RuntimeCallError) -> HostrtError:
     """Docker's mapping of a failed start: 127 not found, 126 cannot execute, else 125."""
-    message = str(err)
-    if "executable file not found" in message or "no such file or directory" in message.lower():
-        return CommandNotFoundError(message)
-    if "permission denied" in message.lower():
-        return CannotExecuteError(message)
-    return HostrtError(message)
+    return start_failure(str(err))
 
 
 class NativeBackend:
