@@ -122,12 +122,13 @@ def ls(
 @machine_app.command("inspect")
 def inspect(name: Annotated[str, typer.Argument()] = DEFAULT_NAME) -> None:
     """Show a machine's settings, boot files and run record as JSON."""
-    from backends.lightvm.machines import existing
+    from backends.lightvm.machines import domain_prefix, existing
 
     machine = existing(Paths.default().machines, name)
     record = machine.run_record()
     typer.echo(json.dumps({
         "name": name,
+        "domain": domain_prefix(Paths.default().machines) + name,
         "path": str(machine.path),
         "settings": machine.settings().model_dump(mode="json"),
         "boot": machine.boot().model_dump(mode="json"),

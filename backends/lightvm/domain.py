@@ -56,12 +56,13 @@ def render_domain(
     virt_type: VirtType,
     ssh_port: int,
     shared: tuple[SharedDir, ...] = (),
+    domain_name: str | None = None,
 ) -> str:
     """The domain XML for `settings`, booting `boot`, with SSH forwarded from 127.0.0.1:`ssh_port`."""
     ET.register_namespace("qemu", QEMU_NS)
     facts = GUEST_ARCH_FACTS[settings.arch]
     domain = ET.Element("domain", type=virt_type)
-    ET.SubElement(domain, "name").text = settings.domain_name
+    ET.SubElement(domain, "name").text = domain_name or settings.domain_name
     ET.SubElement(domain, "memory", unit="MiB").text = str(settings.memory_mib)
     ET.SubElement(domain, "vcpu").text = str(settings.cpus)
 

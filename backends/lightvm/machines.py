@@ -30,6 +30,14 @@ if TYPE_CHECKING:
     from backends.lightvm.guest_image import GuestImage
 
 DOMAIN_PREFIX = "hostrt-"
+
+
+def domain_prefix(root: Path) -> str:
+    """`hostrt-<tag>-`: one libvirtd serves every hostrt root on the host (a user's, a test's),
+    so domain names carry a tag of the machines directory and never collide."""
+    import hashlib
+
+    return f"{DOMAIN_PREFIX}{hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]}-"
 # Time for a guest to accept SSH: TCG boots take 10-20 s for amd64, several times more for arm64.
 READY_TIMEOUT = {"kvm": 60.0, "hvf": 60.0, "whpx": 60.0, "qemu": 240.0}
 ARM64_TCG_FACTOR = 3
@@ -126,11 +134,11 @@ def _free_loopback_port() -> int:
         return probe.getsockname()[1]
 
 
-def _find_domain(conn: "libvirt.virConnect", name: str) -> "libvirt.virDomain | None":
+def _find_domain(conn: "libvirt.virConnect", root: Path, name: str) -> "libvirt.virDomain | None":
     import libvirt
 
     try:
-        return conn.lookupByName(DOMAIN_PREFIX + name)
+        return conn.lookupByName(domain_prefix(root) + name)
     except libvirt.libvirtError:
         return None
 
@@ -156,7 +164,7 @@ def start_machine(root: Path, name: str, virt_type: VirtType) -> tuple[MachineDi
     machine = existing(root, name)
     settings = machine.settings()
     conn = open_libvirt()
-    domain = _find_domain(conn, name)
+    domain = _find_domain(conn, root, name)
     record = machine.run_record()
     if domain is not None and _alive(domain) and record is not None:
         deadline = time.monotonic() + 30
@@ -177,7 +185,7 @@ def start_machine(root: Path, name: str, virt_type: VirtType) -> tuple[MachineDi
     try:
         shares = tuple(SharedDir(Path(path), f"share{index}") for index, path in enumerate(settings.shares)
                        if Path(path).is_dir())
-        domain = conn.createXML(render_domain(settings, boot, virt_type, port, shares), 0)
+        domain = conn.createXML(render_domain(settings, boot, virt_type, port, shares, domain_prefix(root) + name), 0)
     except libvirt.libvirtError as err:
         raise MachineError(f"machine {name} failed to start: {err.get_error_message()}") from err
     timeout = READY_TIMEOUT[virt_type] * (ARM64_TCG_FACTOR if settings.arch == "arm64" and virt_type == "qemu" else 1)
@@ -200,7 +208,7 @@ def stop_machine(root: Path, name: str, grace: float = 15.0) -> bool:
     machine = existing(root, name)
     stop_agent(machine.path)
     conn = open_libvirt()
-    domain = _find_domain(conn, name)
+    domain = _find_domain(conn, root, name)
     was_running = domain is not None and _alive(domain)
     if was_running and machine.run_record() is not None:
         from backends.lightvm.ssh import connect
@@ -223,7 +231,7 @@ def stop_machine(root: Path, name: str, grace: float = 15.0) -> bool:
 def remove_machine(root: Path, name: str) -> None:
     """Destroy the machine's domain (even an orphan's) and delete its directory."""
     conn = open_libvirt()
-    domain = _find_domain(conn, name)
+    domain = _find_domain(conn, root, name)
     if domain is not None and _alive(domain):
         domain.destroy()
     target = machine_dir(root, name)
@@ -238,7 +246,8 @@ def remove_machine(root: Path, name: str) -> None:
 def list_machines(root: Path) -> list[MachineStatus]:
     """Every machine directory, and every `hostrt-*` domain with no directory (an orphan)."""
     conn = open_libvirt()
-    running = {d.name()[len(DOMAIN_PREFIX):]: d for d in conn.listAllDomains() if d.name().startswith(DOMAIN_PREFIX)}
+    prefix = domain_prefix(root)
+    running = {d.name()[len(prefix):]: d for d in conn.listAllDomains() if d.name().startswith(prefix)}
     found: list[MachineStatus] = []
     names = sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) if root.exists() else []
     for name in names:

@@ -91,7 +91,7 @@ def main() -> int:
         print("size: " + ", ".join(f"{k} {raw[k] / 1e6:.1f} MB raw / {packed[k] / 1e6:.1f} MB gzip" for k in parts)
               + f"; total {sum(raw.values()) / 1e6:.1f} MB raw, {sum(packed.values()) / 1e6:.1f} MB gzip")
         used = hostrt("machine", "ssh", "default", "--", "free -m | awk '/Mem:/ {print $3}'", env=env).stdout.strip()
-        pid = subprocess.run(["pgrep", "-f", "guest=hostrt-default"], capture_output=True, text=True).stdout.split()[0]
+        pid = subprocess.run(["pgrep", "-f", f"guest={machine['domain']},"], capture_output=True, text=True).stdout.split()[0]
         rss = next(line.split()[1] for line in Path(f"/proc/{pid}/status").read_text().splitlines() if line.startswith("VmRSS"))
         print(f"memory: guest in use at idle {used} MB; QEMU RSS on the host {int(rss) / 1024:.0f} MB")
     finally:

@@ -96,3 +96,13 @@ def test_arm64_has_no_acpi_without_uefi() -> None:
     boot = BootFiles(BOOT.kernel, BOOT.initrd, BOOT.console_log, Path("/usr/bin/qemu-system-aarch64"))
     domain = parse(render_domain(MachineSettings(name="arm", arch="arm64"), boot, "qemu", 40223))
     assert domain.find("features/acpi") is None, "libvirt refuses ACPI on aarch64 without UEFI"
+
+
+def test_domain_names_differ_between_hostrt_roots(tmp_path: Path) -> None:
+    from backends.lightvm.machines import domain_prefix
+
+    first, second = domain_prefix(tmp_path / "a" / "machines"), domain_prefix(tmp_path / "b" / "machines")
+    assert first != second and first.startswith("hostrt-") and second.startswith("hostrt-")
+    assert domain_prefix(tmp_path / "a" / "machines") == first, "stable for one root"
+    xml = render_domain(MachineSettings(name="dev", arch="amd64"), BOOT, "qemu", 40222, (), first + "dev")
+    assert parse(xml).findtext("name") == first + "dev"
