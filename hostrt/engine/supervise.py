@@ -36,16 +36,9 @@ def exit_code_of(wait_status: int) -> int:
 
 def oom_killed(container_id: str) -> bool:
     """Whether the kernel's OOM killer fired in the container's memory cgroup (v1 or v2)."""
-    for template in _OOM_COUNTERS:
-        try:
-            text = Path(template.format(id=container_id)).read_text()
-        except OSError:
-            continue
-        for line in text.splitlines():
-            key, _, value = line.partition(" ")
-            if key == "oom_kill" and value.strip().isdigit() and int(value) > 0:
-                return True
-    return False
+    from backends.linux_native.cgroups import read_keyed
+
+    return any(read_keyed(template.format(id=container_id), "oom_kill") > 0 for template in _OOM_COUNTERS)
 
 
 def write_exit(container_dir: Path, exit_code: int, oom: bool) -> None:

@@ -55,6 +55,19 @@ def _read_pids(path: str) -> list[int]:
         return []
 
 
+def read_keyed(path: str, key: str) -> int:
+    """One counter of a flat-keyed cgroup file (`memory.oom_control`, `memory.events`); 0 if absent."""
+    try:
+        with open(path) as f:
+            for line in f:
+                name, _, value = line.partition(" ")
+                if name == key:
+                    return int(value)
+    except FileNotFoundError:
+        pass
+    return 0
+
+
 def _rmdir_retry(path: str) -> None:
     """rmdir a cgroup; the kernel returns EBUSY for a moment after its last task exits."""
     for _ in range(100):

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 
-from backends.linux_native.cgroups import V1_CONTROLLERS, Manager, _read_pids, _rmdir_retry
+from backends.linux_native.cgroups import V1_CONTROLLERS, Manager, _read_pids, _rmdir_retry, read_keyed
 
 
 def _limit(value: int) -> str:
@@ -212,16 +212,7 @@ class V1Manager(Manager):
         return []
 
     def oom_kills(self) -> int:
-        path = self._dir("memory")
-        try:
-            with open(os.path.join(path or "/nonexistent", "memory.oom_control")) as f:
-                for line in f:
-                    key, _, value = line.partition(" ")
-                    if key == "oom_kill":
-                        return int(value)
-        except FileNotFoundError:
-            pass
-        return 0
+        return read_keyed(os.path.join(self._dir("memory") or "/nonexistent", "memory.oom_control"), "oom_kill")
 
     def destroy(self) -> None:
         for path in self.paths.values():

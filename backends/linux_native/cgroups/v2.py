@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 
-from backends.linux_native.cgroups import Manager, _read_pids, _rmdir_retry
+from backends.linux_native.cgroups import Manager, _read_pids, _rmdir_retry, read_keyed
 
 ROOT = "/sys/fs/cgroup"
 
@@ -135,15 +135,7 @@ class V2Manager(Manager):
         return _read_pids(os.path.join(self.path, "cgroup.procs"))
 
     def oom_kills(self) -> int:
-        try:
-            with open(os.path.join(self.path, "memory.events")) as f:
-                for line in f:
-                    key, _, value = line.partition(" ")
-                    if key == "oom_kill":
-                        return int(value)
-        except FileNotFoundError:
-            pass
-        return 0
+        return read_keyed(os.path.join(self.path, "memory.events"), "oom_kill")
 
     def destroy(self) -> None:
         if os.path.exists(os.path.join(self.path, "cgroup.kill")):
