@@ -44,6 +44,7 @@ from typing import Any
 from backends.lightvm import _debs, _elf, _kmods
 from backends.lightvm.cpio import CpioWriter
 from hostrt.errors import HostrtError
+from hostrt.locks import file_lock
 
 RECIPE_DIR = Path(__file__).resolve().parents[2] / "images" / "guest"
 BUILDER_VERSION = "1"
@@ -113,10 +114,7 @@ def build_guest_image(arch: str, cache_dir: Path, recipe_dir: Path = RECIPE_DIR)
     if found:
         return found
     cache_dir.mkdir(parents=True, exist_ok=True)
-    import fcntl  # Linux-only, like the Debian tools the build needs
-
-    with (cache_dir / f".guest-{arch}.lock").open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with file_lock(cache_dir / f".guest-{arch}.lock"):
         found = _cached(out, arch, digest, console)
         if found:
             return found

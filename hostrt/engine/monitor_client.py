@@ -10,6 +10,7 @@ from pathlib import Path
 
 from hostrt.engine.runtime_cli import Runtime
 from hostrt.errors import HostrtError
+from hostrt.locks import file_lock
 from hostrt.paths import Paths
 
 SOCKET_NAME = "monitor.sock"
@@ -30,11 +31,8 @@ def _send(path: Path, request: dict, timeout: float) -> dict:
 
 
 def _spawn(paths: Paths, runtime: Runtime, sock: Path) -> None:
-    import fcntl
-
     paths.run.mkdir(parents=True, exist_ok=True)
-    with open(paths.run / "monitor.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
+    with file_lock(paths.run / "monitor.lock"):
         try:
             _send(sock, {"op": "ping"}, 2)
             return  # another hostrt started it meanwhile

@@ -21,6 +21,7 @@ from pydantic import BaseModel, Field, ValidationError
 from hostrt.engine.ids import ID_PATTERN, NAME_PATTERN, new_id, random_name
 from hostrt.engine.options import RunOptions
 from hostrt.errors import HostrtError, NotFoundError, UsageError
+from hostrt.locks import file_lock
 
 Status = Literal["created", "running", "paused", "exited", "dead"]
 RECORD_FILE = "record.json"
@@ -64,11 +65,8 @@ class RecordStore:
 
     @contextlib.contextmanager
     def _names_lock(self) -> Iterator[None]:
-        import fcntl  # Linux/macOS only; records are used where containers run
-
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / ".names.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with file_lock(self.root / ".names.lock"):
             yield
 
     def create(self, record_fields: dict) -> ContainerRecord:

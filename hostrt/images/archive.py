@@ -187,18 +187,13 @@ def load(images: LocalImages, path: Path, name: str | None = None) -> LoadResult
 def save(images: LocalImages, names: list[str], out: Path) -> list[str]:
     """Write the named images (and only their content) as an OCI archive; returns their names."""
     store = images.store
-    entries, wanted = [], set()
+    entries, roots = [], []
     for text in names:
         name, desc = resolve(store, text)
         entries.append(oci.Descriptor(mediaType=desc.mediaType, digest=desc.digest, size=desc.size,
                                       annotations={oci.REF_NAME: name}))
-        stack = [desc]
-        while stack:
-            d = stack.pop()
-            if d.digest in wanted or not store.has(d.digest):
-                continue
-            wanted.add(d.digest)
-            stack.extend(store.children(d))
+        roots.append(desc)
+    wanted = store.reachable(roots)
     index = json.dumps(oci.Index(schemaVersion=2, mediaType=oci.OCI_INDEX, manifests=entries)
                        .model_dump(mode="json", by_alias=True, exclude_none=True)).encode()
     out = Path(out)

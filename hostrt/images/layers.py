@@ -14,7 +14,7 @@ import shutil
 from pathlib import Path
 
 from hostrt.images import digest as digests
-from hostrt.images._lock import file_lock
+from hostrt.locks import file_lock
 from hostrt.images.oci import LAYER_COMPRESSION
 from hostrt.images.store import ContentStore
 from hostrt.images.errors import UnpackError

@@ -24,7 +24,7 @@ from typing import BinaryIO
 
 from hostrt.images import digest as digests
 from hostrt.images import oci
-from hostrt.images._lock import file_lock
+from hostrt.locks import file_lock
 from hostrt.images.errors import DigestMismatchError, ImageNotFoundError
 
 _LAYOUT = b'{"imageLayoutVersion":"1.0.0"}'
@@ -289,10 +289,11 @@ class ContentStore:
             return [m.config, *m.layers]
         return []
 
-    def reachable(self) -> set[str]:
-        """Digests reachable from the names (children that are absent are skipped: partial indexes)."""
+    def reachable(self, roots: list[oci.Descriptor] | None = None) -> set[str]:
+        """Digests reachable from `roots` (default: every name); absent children are skipped
+        (an index whose other platforms were never pulled)."""
         seen: set[str] = set()
-        stack = [d for _, d in self.names()]
+        stack = list(roots) if roots is not None else [d for _, d in self.names()]
         while stack:
             desc = stack.pop()
             if desc.digest in seen or not self.has(desc.digest):

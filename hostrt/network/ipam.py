@@ -15,6 +15,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from hostrt.locks import file_lock
+
 
 class AddressesExhaustedError(RuntimeError):
     """Every host address of the subnet is leased."""
@@ -31,11 +33,8 @@ class Leases:
     @contextlib.contextmanager
     def locked(self) -> Iterator[dict[str, str]]:
         """The leases, held exclusively; changes to the dict are written on a clean exit."""
-        import fcntl  # POSIX only; the front end must import on Windows
-
         self.directory.mkdir(parents=True, exist_ok=True)
-        with open(self.lock_path, "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with file_lock(self.lock_path):
             leases = self.read()
             before = dict(leases)
             yield leases

@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hostrt.errors import HostrtError, NotFoundError, UsageError
+from hostrt.locks import file_lock
 
 DEFAULT_NETWORK = "bridge"
 RESERVED = {"bridge", "host", "none"}
@@ -87,11 +88,8 @@ class NetworkStore:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        import fcntl  # POSIX only; the front end must import on Windows
-
         self.directory.mkdir(parents=True, exist_ok=True)
-        with open(self.directory / ".networks.lock", "a") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
+        with file_lock(self.directory / ".networks.lock"):
             yield
 
     def get(self, name: str) -> Network:

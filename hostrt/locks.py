@@ -1,4 +1,8 @@
-"""Advisory file locks (flock on POSIX, a byte-range lock on Windows) held for a `with` block."""
+"""Advisory file locks (flock on POSIX, a byte-range lock on Windows) held for a `with` block.
+
+Every hostrt store (content, records, networks, leases, guest images, the monitor start)
+serialises its writers with this one helper. Standard library only: the guest uses it too.
+"""
 
 from __future__ import annotations
 
