@@ -27,9 +27,10 @@ HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 
 
 def _runtime():  # noqa: ANN202
-    from hostrt.engine.runtime_cli import Runtime
+    """The runtime called in forks of this process: an interpreter start is dear in a TCG guest."""
+    from hostrt.engine.runtime_fork import ForkedRuntime
 
-    return Runtime(str(RUNTIME), GUEST_ROOT / "run" / "runtime")
+    return ForkedRuntime(str(RUNTIME), GUEST_ROOT / "run" / "runtime")
 
 
 def missing_layers(*hexes: str) -> int:
@@ -55,7 +56,7 @@ def put_layer(digest: str, compression: str, diff_id: str = "") -> int:
     work = Path(tempfile.mkdtemp(dir=LAYERS, prefix=".tmp-"))
     try:
         if hasher.hexdigest() != hex_:
-            raise SystemExit(f"layer {digest}: received bytes hash to sha256:{hasher.hexdigest()}")
+            raise ValueError(f"layer {digest}: received bytes hash to sha256:{hasher.hexdigest()}")
         with open(blob.name, "rb") as source:
             unpack_layer(source, compression, work, expected_diff_id=diff_id or None)
         os.rename(work, LAYERS / hex_)

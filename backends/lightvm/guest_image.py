@@ -30,9 +30,9 @@ import hashlib
 import io
 import json
 import os
-import py_compile
 import shutil
 import struct
+import subprocess
 import sys
 import tempfile
 import time
@@ -274,6 +274,22 @@ def _install_files(root: Path, source: Path, modes: dict[str, int]) -> None:
     (root / "tmp").chmod(0o1777)
 
 
+_COMPILE_STDLIB = """
+import os, py_compile, sys
+from pathlib import Path
+root, lib = Path(sys.argv[1]), Path(sys.argv[2])
+for src in sorted(lib.rglob("*.py")):
+    if src.is_symlink():  # e.g. Debian's _sysconfigdata alias: keep it, pointing at the .pyc
+        target = os.readlink(src)
+        src.unlink()
+        src.with_suffix(".pyc").symlink_to(target.removesuffix(".py") + ".pyc" if target.endswith(".py") else target)
+        continue
+    py_compile.compile(str(src), cfile=str(src.with_suffix(".pyc")), dfile="/" + src.relative_to(root).as_posix(),
+                       doraise=True, invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    src.unlink()
+"""
+
+
 def _compile_python(root: Path, settings: dict[str, Any]) -> str:
     """Byte-compile the stdlib and drop the sources, when this interpreter's bytecode fits the guest's."""
     version = settings["version"]
@@ -283,19 +299,10 @@ def _compile_python(root: Path, settings: dict[str, Any]) -> str:
     if f"{sys.version_info.major}.{sys.version_info.minor}" != version:
         return f"source (builder runs Python {sys.version_info.major}.{sys.version_info.minor}, guest has {version})"
     lib = root / "usr" / "lib" / f"python{version}"
-    sources = sorted(lib.rglob("*.py"))
-    for src in sources:
-        if src.is_symlink():  # e.g. Debian's _sysconfigdata alias: keep it, pointing at the .pyc
-            target = os.readlink(src)
-            src.unlink()
-            src.with_suffix(".pyc").symlink_to(target.removesuffix(".py") + ".pyc" if target.endswith(".py") else target)
-            continue
-        rel = src.relative_to(root).as_posix()
-        py_compile.compile(
-            str(src), cfile=str(src.with_suffix(".pyc")), dfile=f"/{rel}", doraise=True,
-            invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH,
-        )
-        src.unlink()
+    # A fresh interpreter with a fixed hash seed: marshal's output depends on reference counts
+    # and set order, so compiling inside this (long-lived) process made rebuilds differ.
+    subprocess.run([sys.executable, "-S", "-c", _COMPILE_STDLIB, str(root), str(lib)], check=True,
+                   env={"PYTHONHASHSEED": "0", "PATH": os.environ.get("PATH", "")}, capture_output=True)
     return "sourceless"
 
 

@@ -7,6 +7,9 @@ channel on its connection and relays it as frames:
   client -> agent: one JSON line {"command": ...}, then stdin bytes; half-close = stdin EOF
   agent -> client: frames of 1 type byte + 4-byte length + payload:
                    b"o" stdout, b"e" stderr, b"x" exit status (4-byte signed int)
+A request {"guest": {"code": DIR, "op": OP, "args": [...]}} instead runs a guest operation in
+the resident guest daemon (`guestd.py`) of that shipped code: the agent starts the daemon once,
+then relays each request over a `direct-tcpip` channel to it, unchanged (same frames).
 The agent exits when its connection to the guest dies; clients then fall back to SSH.
 """
 
@@ -23,6 +26,8 @@ from pathlib import Path
 
 SOCKET_NAME = "agent.sock"
 PID_NAME = "agent.pid"
+PROTOCOL_NAME = "agent.protocol"
+PROTOCOL = "2"  # 2: guest operations relayed to the guest daemon
 _FRAME = struct.Struct("!cI")
 
 
@@ -31,12 +36,78 @@ def _send_frame(conn: socket.socket, kind: bytes, payload: bytes, lock: threadin
         conn.sendall(_FRAME.pack(kind, len(payload)) + payload)
 
 
-def _serve_one(conn: socket.socket, transport) -> None:  # noqa: ANN001 - a paramiko Transport
+class GuestDaemons:
+    """Address and token of the guest daemon serving each shipped code version, started on first use."""
+
+    def __init__(self, transport) -> None:  # noqa: ANN001 - a paramiko Transport
+        self.transport = transport
+        self._known: dict[str, tuple[int, str]] = {}
+        self._lock = threading.Lock()
+
+    def address(self, code: str, fresh: bool = False) -> tuple[int, str]:
+        with self._lock:
+            if fresh or code not in self._known:
+                self._known[code] = self._start(code)
+            return self._known[code]
+
+    def _start(self, code: str) -> tuple[int, str]:
+        import shlex
+
+        channel = self.transport.open_session()
+        channel.settimeout(60)  # a start that hangs is an error, not a hang of every later request
+        channel.exec_command(f"cd {shlex.quote(code)} && exec python3 -S -m backends.lightvm.guestd")
+        out = channel.makefile("rb").read()
+        status = channel.recv_exit_status()
+        channel.close()
+        fields = out.split()
+        if status != 0 or len(fields) != 2:
+            raise ConnectionError(f"the guest daemon did not start (exit {status})")
+        return int(fields[0]), fields[1].decode()
+
+
+def _open_guest(daemons: GuestDaemons, request: dict):  # noqa: ANN202 - a paramiko Channel
+    """A channel to the guest daemon with the request line sent; restarts a daemon found dead."""
+    for fresh in (False, True):
+        port, token = daemons.address(request["code"], fresh)
+        try:
+            channel = daemons.transport.open_channel("direct-tcpip", ("127.0.0.1", port), ("127.0.0.1", 0))
+        except Exception:  # noqa: BLE001 - paramiko's ChannelException: the port is closed
+            if fresh:
+                raise
+            continue
+        line = {"token": token, "op": request["op"], "args": request.get("args", [])}
+        channel.sendall(json.dumps(line).encode() + b"\n")
+        return channel
+    raise AssertionError("unreachable")
+
+
+def _relay_guest(conn: socket.socket, reader, daemons: GuestDaemons, request: dict) -> None:  # noqa: ANN001
+    """Bytes both ways between the client and the guest daemon: they speak the same frames."""
+    channel = _open_guest(daemons, request)
+
+    def pump_stdin() -> None:
+        try:
+            while data := reader.read1(65536):
+                channel.sendall(data)
+            channel.shutdown_write()
+        except OSError:
+            pass
+
+    threading.Thread(target=pump_stdin, daemon=True).start()
+    while data := channel.recv(65536):
+        conn.sendall(data)
+    channel.close()
+
+
+def _serve_one(conn: socket.socket, transport, daemons: GuestDaemons) -> None:  # noqa: ANN001 - a paramiko Transport
     """Run one client's command on a new channel of the shared connection."""
     lock = threading.Lock()
     with conn:
         reader = conn.makefile("rb")
         request = json.loads(reader.readline())
+        if "guest" in request:
+            _relay_guest(conn, reader, daemons, request["guest"])
+            return
         channel = transport.open_session()
         channel.exec_command(request["command"])
 
@@ -76,6 +147,8 @@ def serve(machine_dir: Path) -> int:
     listener.listen(16)
     listener.settimeout(1.0)
     (machine_dir / PID_NAME).write_text(str(os.getpid()))
+    (machine_dir / PROTOCOL_NAME).write_text(PROTOCOL)
+    daemons = GuestDaemons(transport)
     print("ready", flush=True)
     try:
         while transport.is_active():
@@ -83,10 +156,11 @@ def serve(machine_dir: Path) -> int:
                 conn, _ = listener.accept()
             except socket.timeout:
                 continue
-            threading.Thread(target=_serve_one, args=(conn, transport), daemon=True).start()
+            threading.Thread(target=_serve_one, args=(conn, transport, daemons), daemon=True).start()
     finally:
         path.unlink(missing_ok=True)
         (machine_dir / PID_NAME).unlink(missing_ok=True)
+        (machine_dir / PROTOCOL_NAME).unlink(missing_ok=True)
     return 0
 
 
@@ -112,6 +186,7 @@ def stop_agent(machine_dir: Path) -> None:
         pass
     (machine_dir / SOCKET_NAME).unlink(missing_ok=True)
     (machine_dir / PID_NAME).unlink(missing_ok=True)
+    (machine_dir / PROTOCOL_NAME).unlink(missing_ok=True)
 
 
 class AgentSession:
@@ -123,14 +198,30 @@ class AgentSession:
     def available(self) -> bool:
         return self.path.exists()
 
+    def current(self) -> bool:
+        """Whether the running agent speaks this hostrt's protocol (an older one may still run)."""
+        try:
+            return (self.path.parent / PROTOCOL_NAME).read_text() == PROTOCOL
+        except OSError:
+            return False
+
     def run(self, command: str, stdin: bytes | None = None, stdout: int | None = None, stderr: int | None = None,
             stdin_fd: int | None = None) -> tuple[int, bytes, bytes]:
-        """Run `command`; output is collected, or written to the given fds as it arrives.
+        """Run a shell `command`; output is collected, or written to the given fds as it arrives.
         Input is `stdin` bytes, or streamed from `stdin_fd` until its end."""
+        return self._request({"command": command}, stdin, stdout, stderr, stdin_fd)
+
+    def guest(self, code: str, op: str, *args: str, stdin: bytes | None = None, stdout: int | None = None,
+              stderr: int | None = None, stdin_fd: int | None = None) -> tuple[int, bytes, bytes]:
+        """Run guest operation `op` in the resident guest daemon of the code shipped to `code`."""
+        return self._request({"guest": {"code": code, "op": op, "args": list(args)}}, stdin, stdout, stderr, stdin_fd)
+
+    def _request(self, request: dict, stdin: bytes | None, stdout: int | None, stderr: int | None,
+                 stdin_fd: int | None) -> tuple[int, bytes, bytes]:
         out, err = bytearray(), bytearray()
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
             conn.connect(str(self.path))
-            conn.sendall(json.dumps({"command": command}).encode() + b"\n")
+            conn.sendall(json.dumps(request).encode() + b"\n")
             if stdin_fd is not None:
                 threading.Thread(target=_pump, args=(stdin_fd, conn), daemon=True).start()
             else:

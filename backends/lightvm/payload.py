@@ -22,12 +22,14 @@ GUEST_CODE = "/var/lib/hostrt-guest/code"
 GUEST_MODULES = (
     "hostrt/__init__.py", "hostrt/errors.py", "hostrt/paths.py", "hostrt/locks.py",
     "hostrt/engine/__init__.py", "hostrt/engine/monitor.py", "hostrt/engine/monitor_client.py",
-    "hostrt/engine/supervise.py", "hostrt/engine/runtime_cli.py", "hostrt/engine/snapshot.py",
+    "hostrt/engine/supervise.py", "hostrt/engine/runtime_cli.py", "hostrt/engine/runtime_fork.py",
+    "hostrt/engine/snapshot.py",
     "hostrt/engine/console.py", "hostrt/engine/logfile.py", "hostrt/engine/failpoints.py",
     "hostrt/network/__init__.py", "hostrt/network/proxy.py", "hostrt/network/ports.py", "hostrt/images/__init__.py", "hostrt/images/errors.py", "hostrt/images/unpack.py",
     "backends/__init__.py", "backends/lightvm/__init__.py", "backends/lightvm/guest_agent.py",
+    "backends/lightvm/guestd.py",
 )
-RUNTIME_LAUNCHER = '#!/bin/sh\nPYTHONPATH="$(dirname "$0")" exec python3 -m backends.linux_native "$@"\n'
+RUNTIME_LAUNCHER = '#!/bin/sh\nPYTHONPATH="$(dirname "$0")" exec python3 -S -m backends.linux_native "$@"\n'
 
 
 @lru_cache(maxsize=1)

@@ -9,7 +9,6 @@ store; the bundle is assembled and run there by `guest_agent.py`.
 from __future__ import annotations
 
 import json
-import shlex
 import signal as signals
 import sys
 import threading
@@ -64,6 +63,9 @@ class LightVMBackend:
             self._create_machine(name, arch)
         machine = MachineDir(root / name)  # a warm run goes through the agent: paramiko is not even imported
         agent = AgentSession(machine.path)
+        if agent.available() and not agent.current():
+            stop_agent(machine.path)
+            start_agent(machine.path)
         try:
             code_dir = ensure_payload(agent.run)
         except OSError:
@@ -109,13 +111,12 @@ class LightVMBackend:
         from hostrt.platform import ImagePlatform
 
         assert record.machine is not None
-        session, code = self._session(record.machine, ImagePlatform.parse(record.platform).architecture, boot)
-        return session, f"cd {code} && python3 -m backends.lightvm.guest_agent"
+        return self._session(record.machine, ImagePlatform.parse(record.platform).architecture, boot)
 
     def _call(self, record: ContainerRecord, op: str, *args: str, stdin: bytes | None = None, boot: bool = False) -> bytes:
-        session, agent = self._agent(record, boot)
+        session, code_dir = self._agent(record, boot)
         try:
-            code, out, err = session.run(f"{agent} {op} {shlex.join(args)}", stdin=stdin)
+            code, out, err = session.guest(code_dir, op, *args, stdin=stdin)
         except OSError as lost:
             self._sessions.pop(record.machine or "", None)
             raise GuestError(f"lost the connection to machine {record.machine}: {lost}") from None
@@ -167,7 +168,7 @@ class LightVMBackend:
 
     def run_attached(self, record: ContainerRecord, interactive: bool) -> int:
         """Stream the container's output from the guest; Ctrl-C and SIGTERM reach it through the agent."""
-        session, agent = self._agent(record)
+        session, code_dir = self._agent(record)
         self.on_started(record, 0)
 
         def forward(signum: int, _frame: object) -> None:
@@ -175,8 +176,8 @@ class LightVMBackend:
 
         previous = {sig: signals.signal(sig, forward) for sig in (signals.SIGINT, signals.SIGTERM)}
         try:
-            code, _, err = session.run(f"{agent} run {record.id}", stdout=sys.stdout.fileno(), stderr=sys.stderr.fileno(),
-                                       stdin_fd=sys.stdin.fileno() if interactive else None)
+            code, _, err = session.guest(code_dir, "run", record.id, stdout=sys.stdout.fileno(),
+                                         stderr=sys.stderr.fileno(), stdin_fd=sys.stdin.fileno() if interactive else None)
         except OSError as lost:
             raise GuestError(f"lost the connection to machine {record.machine}: {lost}") from None
         finally:
@@ -216,10 +217,9 @@ class LightVMBackend:
         flags = [f"--env={item}" for item in env] + (["--detach"] if detach else [])
         flags += [f"--cwd={workdir}"] if workdir else []
         flags += [f"--user={user if ':' in user else user + ':0'}"] if user else []
-        session, agent = self._agent(record)
-        code, _, _ = session.run(f"{agent} exec {record.id} {shlex.join([*flags, '--', *command])}",
-                                 stdout=sys.stdout.fileno(), stderr=sys.stderr.fileno(),
-                                 stdin_fd=sys.stdin.fileno() if interactive else None)
+        session, code_dir = self._agent(record)
+        code, _, _ = session.guest(code_dir, "exec", record.id, *flags, "--", *command, stdout=sys.stdout.fileno(),
+                                   stderr=sys.stderr.fileno(), stdin_fd=sys.stdin.fileno() if interactive else None)
         return code
 
     def logs(self, record: ContainerRecord) -> list[dict]:

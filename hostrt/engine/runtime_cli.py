@@ -42,10 +42,15 @@ class Runtime:
     def _argv(self, *args: str) -> list[str]:
         return [self.binary, "--root", str(self.root), *args]
 
+    def _execute(self, argv: list[str], stdin: Any, stdout: Any, stderr: Any,
+                 timeout: float | None) -> subprocess.CompletedProcess[bytes]:
+        """Run the runtime with these arguments (after the binary) and stdio, as subprocess.run."""
+        return subprocess.run([self.binary, *argv], stdin=stdin, stdout=stdout, stderr=stderr, timeout=timeout,
+                              close_fds=True)
+
     def call(self, *args: str, stdin: Any = subprocess.DEVNULL, stdout: Any = subprocess.PIPE,
              stderr: Any = subprocess.PIPE, check: bool = True, timeout: float | None = 60) -> subprocess.CompletedProcess[bytes]:
-        done = subprocess.run(self._argv(*args), stdin=stdin, stdout=stdout, stderr=stderr, timeout=timeout,
-                              close_fds=True)
+        done = self._execute(self._argv(*args)[1:], stdin, stdout, stderr, timeout)
         if check and done.returncode != 0:
             raise RuntimeCallError(_last_error(done.stderr) or f"{Path(self.binary).name} {args[0]} exited {done.returncode}")
         return done
@@ -58,8 +63,8 @@ class Runtime:
             args += ["--console-socket", str(console_socket)]
         # The runtime's own errors go to a pipe; the container inherits stdout/stderr.
         log = pid_file.with_name("runtime-create.log")
-        done = subprocess.run(self._argv("--log", str(log), "--log-format", "json", *args, container_id),
-                              stdin=stdin, stdout=stdout, stderr=stderr, close_fds=True)
+        done = self._execute(self._argv("--log", str(log), "--log-format", "json", *args, container_id)[1:],
+                             stdin, stdout, stderr, None)
         if done.returncode != 0:
             raise RuntimeCallError(_last_log_error(log) or f"runtime create exited {done.returncode}")
         return int(pid_file.read_text().strip())

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from backends.lightvm.payload import payload
 
-ENTRY_POINTS = ("backends.lightvm.guest_agent", "hostrt.engine.monitor", "hostrt.engine.monitor_client",
-                "hostrt.images.unpack", "backends.linux_native.__main__")
+ENTRY_POINTS = ("backends.lightvm.guest_agent", "backends.lightvm.guestd", "hostrt.engine.monitor",
+                "hostrt.engine.monitor_client", "hostrt.engine.runtime_fork", "hostrt.images.unpack",
+                "backends.linux_native.__main__")
 
 
 def test_payload_imports_without_site_packages(tmp_path: Path) -> None:
@@ -20,6 +21,7 @@ def test_payload_imports_without_site_packages(tmp_path: Path) -> None:
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
         tar.extractall(tmp_path, filter="data")
     probe = f"import sys; sys.path.insert(0, {str(tmp_path)!r}); " + "; ".join(f"import {m}" for m in ENTRY_POINTS)
+    probe += "; backends.lightvm.guestd.preload()"  # everything the resident guest daemon imports
     # -S: no site-packages (no pydantic, no typer), -E: no PYTHONPATH; run from the payload, not the repository.
     done = subprocess.run([sys.executable, "-S", "-E", "-c", probe], cwd=tmp_path, capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
