@@ -23,6 +23,7 @@ CONTAINERS = GUEST_ROOT / "containers"
 SHARES = Path("/mnt/hostrt")
 CODE = Path(__file__).resolve().parents[2]  # the shipped tree holding backends/ and hostrt/
 RUNTIME = CODE / "hostrt-runtime"
+PTY_FILE = "pty"  # the /dev/pts path of a `run -t` container's terminal
 HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 
 
@@ -109,23 +110,77 @@ def _mount_share(tag: str) -> None:
                    check=True, capture_output=True)
 
 
-def run(container_id: str) -> int:
-    """Run attached to this SSH session's stdio; exit with the container's code."""
+def run(container_id: str, tty: str = "notty", rows: str = "0", cols: str = "0") -> int:
+    """Run attached to this request's stdio; exit with the container's code.
+
+    With "tty" the container gets a pty of the given size: its output comes back on stdout,
+    stdin goes to it (Ctrl-C arrives as a byte, as with docker -it), `resize` changes its size."""
     from hostrt.engine import supervise
 
     directory = CONTAINERS / container_id
     supervise.become_subreaper()
     runtime = _runtime()
-    pid = runtime.create(container_id, directory, directory / supervise.PID_FILE, sys.stdin.fileno(),
-                         sys.stdout.fileno(), sys.stderr.fileno())
+    master = None
+    if tty == "tty":
+        from hostrt.engine import console
+
+        with console.console_socket() as (listener, socket_path), open(os.devnull, "rb") as devnull:
+            pid = runtime.create(container_id, directory, directory / supervise.PID_FILE, devnull, devnull, devnull,
+                                 console_socket=socket_path)
+            master = console.receive_master(listener)
+        _set_window_size(master, int(rows), int(cols))
+        (directory / PTY_FILE).write_text(_pty_path(master))
+    else:
+        pid = runtime.create(container_id, directory, directory / supervise.PID_FILE, sys.stdin.fileno(),
+                             sys.stdout.fileno(), sys.stderr.fileno())
     for sig in supervise.FORWARDED_SIGNALS:
         signal.signal(sig, lambda signum, _frame: os.kill(pid, signum))
     runtime.start(container_id)
+    if master is not None:
+        from hostrt.engine import console
+
+        console.relay(master, True, lambda chunk: _write_all(1, chunk))
     _, status = os.waitpid(pid, 0)
     code = supervise.exit_code_of(status)
     supervise.write_exit(directory, code, supervise.oom_killed(container_id))
     runtime.delete(container_id, force=True)
     return code
+
+
+def resize(container_id: str, rows: str, cols: str) -> int:
+    """Give the container's pty a new size (the host's terminal was resized: SIGWINCH)."""
+    path = (CONTAINERS / container_id / PTY_FILE).read_text()
+    fd = os.open(path, os.O_RDWR | os.O_NOCTTY)
+    try:
+        _set_window_size(fd, int(rows), int(cols))
+    finally:
+        os.close(fd)
+    return 0
+
+
+def _set_window_size(fd: int, rows: int, cols: int) -> None:
+    import fcntl
+    import struct
+    import termios
+
+    if rows > 0 and cols > 0:
+        fcntl.ioctl(fd, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
+
+
+def _pty_path(master: int) -> str:
+    """/dev/pts/N of a pty master (TIOCGPTN), so that `resize` can reach it from another process."""
+    import fcntl
+    import struct
+    import termios
+
+    request = getattr(termios, "TIOCGPTN", 0x80045430)  # _IOR('T', 0x30, unsigned int); not in every termios
+    number = struct.unpack("I", fcntl.ioctl(master, request, struct.pack("I", 0)))[0]
+    return f"/dev/pts/{number}"
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    while data:
+        data = data[os.write(fd, data):]
 
 
 def start(container_id: str, tty: str) -> int:
@@ -192,8 +247,8 @@ def remove(container_id: str) -> int:
 
 
 OPERATIONS = {"missing-layers": missing_layers, "put-layer": put_layer, "prepare": prepare, "run": run,
-              "start": start, "state": state, "logs": logs, "kill": kill, "remove": remove, "exec": exec_,
-              "pause": pause}
+              "resize": resize, "start": start, "state": state, "logs": logs, "kill": kill, "remove": remove,
+              "exec": exec_, "pause": pause}
 
 
 def main(argv: list[str]) -> int:

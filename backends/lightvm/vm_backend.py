@@ -8,12 +8,14 @@ store; the bundle is assembled and run there by `guest_agent.py`.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal as signals
 import sys
 import threading
 import time
 from pathlib import Path
+from collections.abc import Iterator
 from typing import Any, Callable
 
 from backends.lightvm.hostagent import AgentSession, start_agent, stop_agent
@@ -27,6 +29,34 @@ GUEST_SHARES = "/mnt/hostrt"  # where the guest mounts the machine's 9p shares (
 
 class GuestError(HostrtError):
     """An operation inside the machine failed."""
+
+
+def _terminal_size() -> tuple[int, int]:
+    """(rows, columns) of our terminal, or (0, 0) when stdin is not one (the pty keeps its default)."""
+    import os
+
+    try:
+        size = os.get_terminal_size(sys.stdin.fileno())
+    except OSError:
+        return 0, 0
+    return size.lines, size.columns
+
+
+@contextlib.contextmanager
+def _raw_terminal(wanted: bool) -> Iterator[None]:
+    """Our terminal in raw mode meanwhile (keys, Ctrl-C included, go to the container's pty)."""
+    if not (wanted and sys.stdin.isatty()):
+        yield
+        return
+    import termios
+    import tty
+
+    saved = termios.tcgetattr(sys.stdin.fileno())
+    tty.setraw(sys.stdin.fileno())
+    try:
+        yield
+    finally:
+        termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved)
 
 
 def machine_name(host_arch: str, guest_arch: str) -> str:
@@ -167,17 +197,26 @@ class LightVMBackend:
         return sorted(used)
 
     def run_attached(self, record: ContainerRecord, interactive: bool) -> int:
-        """Stream the container's output from the guest; Ctrl-C and SIGTERM reach it through the agent."""
+        """Stream the container's output from the guest; Ctrl-C and SIGTERM reach it through the agent.
+        With -t the container has a pty in the guest and our terminal is raw, as with native -t."""
         session, code_dir = self._agent(record)
         self.on_started(record, 0)
 
         def forward(signum: int, _frame: object) -> None:
-            threading.Thread(target=self._signal_quietly, args=(record, signals.Signals(signum).name)).start()
+            threading.Thread(target=self._quietly, args=(self.signal, record, signals.Signals(signum).name)).start()
 
+        tty_args = ["notty"]
+        if record.options.tty:
+            rows, cols = _terminal_size()
+            tty_args = ["tty", str(rows), str(cols)]
         previous = {sig: signals.signal(sig, forward) for sig in (signals.SIGINT, signals.SIGTERM)}
+        if record.options.tty and sys.stdin.isatty():
+            previous[signals.SIGWINCH] = signals.signal(signals.SIGWINCH, lambda *_: self._resize_quietly(record))
         try:
-            code, _, err = session.guest(code_dir, "run", record.id, stdout=sys.stdout.fileno(),
-                                         stderr=sys.stderr.fileno(), stdin_fd=sys.stdin.fileno() if interactive else None)
+            with _raw_terminal(record.options.tty and interactive):
+                code, _, _ = session.guest(code_dir, "run", record.id, *tty_args, stdout=sys.stdout.fileno(),
+                                             stderr=sys.stderr.fileno(),
+                                             stdin_fd=sys.stdin.fileno() if interactive else None)
         except OSError as lost:
             raise GuestError(f"lost the connection to machine {record.machine}: {lost}") from None
         finally:
@@ -185,9 +224,15 @@ class LightVMBackend:
                 signals.signal(sig, handler)
         return code  # a failed start was already reported on stderr by the guest, as 125/126/127
 
-    def _signal_quietly(self, record: ContainerRecord, name: str) -> None:
+    def _resize_quietly(self, record: ContainerRecord) -> None:
+        rows, cols = _terminal_size()
+        threading.Thread(target=self._quietly, args=(self._call, record, "resize", record.id, str(rows), str(cols))).start()
+
+    @staticmethod
+    def _quietly(call: Callable[..., Any], *args: Any) -> None:
+        """For signal handlers: a guest that is gone meanwhile is not an error worth a traceback."""
         try:
-            self.signal(record, name)
+            call(*args)
         except HostrtError:
             pass
 

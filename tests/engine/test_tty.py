@@ -18,14 +18,15 @@ from tests.engine.conftest import Hostrt
 pytestmark = pytest.mark.root
 
 
-def run_on_terminal(hostrt: Hostrt, args: list[str], typed: bytes, rows: int = 33, cols: int = 101) -> tuple[int, bytes]:
+def run_on_terminal(hostrt: Hostrt, args: list[str], typed: bytes, rows: int = 33, cols: int = 101,
+                    timeout: float = 60) -> tuple[int, bytes]:
     """Run hostrt with a pty as its controlling terminal; type `typed`; return (exit code, screen)."""
     pid, master = pty.fork()
     if pid == 0:  # the child: hostrt on the terminal
         os.execve(sys.executable, [sys.executable, "-m", "hostrt", *args], hostrt.env)
     fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", rows, cols, 0, 0))
     screen = b""
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + timeout
     sent = False
     while time.monotonic() < deadline:
         ready, _, _ = select.select([master], [], [], 0.2)

@@ -122,3 +122,16 @@ def test_exec_and_pause_in_a_vm_container(vm_hostrt: Hostrt) -> None:
         assert vm_hostrt("exec", container_id, "true", timeout=300).returncode == 0
     finally:
         vm_hostrt("rm", "-f", container_id, timeout=300)
+
+
+def test_interactive_tty_in_a_vm_container(vm_hostrt: Hostrt) -> None:
+    """-it through the machine: a pty in the guest, our terminal's size, typed keys, the exit code."""
+    from tests.engine.test_tty import run_on_terminal
+
+    code, screen = run_on_terminal(
+        vm_hostrt, ["run", "--backend", "lightvm", "--rm", "-it", "busybox", "sh", "-c",
+                    "echo READY; read line; tty; stty size; echo got:$line; exit 3"], b"hello\r", rows=27, cols=91,
+        timeout=600)
+    text = screen.decode(errors="replace")
+    assert code == 3, text
+    assert "/dev/pts/" in text and "27 91" in text and "got:hello" in text, text
