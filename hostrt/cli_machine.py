@@ -32,6 +32,7 @@ def init(
     memory: Annotated[int, typer.Option("--memory", help="Memory in MiB.")] = 1024,
     share: Annotated[Optional[list[str]], typer.Option("--share", help="Host directory for -v (repeatable; default: $HOME and /tmp).")] = None,
     image: Annotated[Optional[str], typer.Option("--image", help="Pull the guest image from a registry instead of building it.")] = None,
+    idle_timeout: Annotated[int, typer.Option("--idle-timeout", help="Stop the machine after this many idle seconds (0: never).")] = 1800,
 ) -> None:
     """Create a machine: build (or reuse) the guest image, generate its SSH keys, pin its host key."""
     from pydantic import ValidationError
@@ -44,7 +45,8 @@ def init(
     guest_arch = ImagePlatform.parse(f"linux/{arch}").architecture if arch else detect_host().architecture
     try:
         shares = [os.path.realpath(s) for s in share] if share else default_shares()
-        settings = MachineSettings(name=name, arch=guest_arch, cpus=cpus, memory_mib=memory, shares=shares)  # type: ignore[arg-type]
+        settings = MachineSettings(name=name, arch=guest_arch, cpus=cpus, memory_mib=memory, shares=shares,  # type: ignore[arg-type]
+                                   idle_timeout_s=idle_timeout)
     except ValidationError as err:
         raise UsageError(err.errors()[0]["msg"].removeprefix("Value error, ")) from None
     if image:

@@ -11,6 +11,8 @@ A request {"guest": {"code": DIR, "op": OP, "args": [...]}} instead runs a guest
 the resident guest daemon (`guestd.py`) of that shipped code: the agent starts the daemon once,
 then relays each request over a `direct-tcpip` channel to it, unchanged (same frames).
 The agent exits when its connection to the guest dies; clients then fall back to SSH.
+It also keeps the machine's idle clock: with no request and no running container for the
+machine's `idle_timeout_s`, it stops the machine (`hostrt machine stop`), as a user would.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import socket
 import struct
 import sys
 import threading
+import time
 from pathlib import Path
 
 SOCKET_NAME = "agent.sock"
@@ -99,10 +102,66 @@ def _relay_guest(conn: socket.socket, reader, daemons: GuestDaemons, request: di
     channel.close()
 
 
-def _serve_one(conn: socket.socket, transport, daemons: GuestDaemons) -> None:  # noqa: ANN001 - a paramiko Transport
+class IdleClock:
+    """When the machine was last used: requests in flight count as use until they end."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._busy = 0
+        self._since = time.monotonic()
+
+    def __enter__(self) -> None:
+        with self._lock:
+            self._busy += 1
+
+    def __exit__(self, *_: object) -> None:
+        with self._lock:
+            self._busy -= 1
+            self._since = time.monotonic()
+
+    def idle_for(self) -> float:
+        with self._lock:
+            return 0.0 if self._busy else time.monotonic() - self._since
+
+
+# Prints a line per container whose init is alive and has not ended (no exit file yet).
+_RUNNING_CONTAINERS = ("for f in /var/lib/hostrt-guest/containers/*/init.pid; do d=${f%/init.pid}; "
+                       "[ -e \"$f\" ] && [ ! -e \"$d/exit.json\" ] && kill -0 \"$(cat \"$f\")\" 2>/dev/null && echo \"$d\"; "
+                       "done; true")
+
+
+def _has_running_containers(transport) -> bool:  # noqa: ANN001 - a paramiko Transport
+    channel = transport.open_session()
+    channel.settimeout(30)
+    channel.exec_command(_RUNNING_CONTAINERS)
+    out = channel.makefile("rb").read()
+    channel.recv_exit_status()
+    channel.close()
+    return bool(out.strip())
+
+
+def _stop_when_idle(machine_dir: Path, transport, clock: IdleClock, timeout: float) -> None:  # noqa: ANN001
+    """Stop the machine once it has been idle for `timeout` s with no container running."""
+    import subprocess
+
+    while transport.is_active():
+        time.sleep(min(30.0, max(1.0, timeout / 4)))
+        try:
+            if clock.idle_for() < timeout or _has_running_containers(transport):
+                continue
+        except Exception:  # noqa: BLE001 - the guest is going away: the accept loop notices
+            continue
+        env = {**os.environ, "HOSTRT_ROOT": str(machine_dir.parent.parent)}
+        subprocess.Popen([sys.executable, "-m", "hostrt", "machine", "stop", machine_dir.name], env=env,
+                         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                         start_new_session=True)
+        return
+
+
+def _serve_one(conn: socket.socket, transport, daemons: GuestDaemons, clock: IdleClock) -> None:  # noqa: ANN001
     """Run one client's command on a new channel of the shared connection."""
     lock = threading.Lock()
-    with conn:
+    with conn, clock:
         reader = conn.makefile("rb")
         request = json.loads(reader.readline())
         if "guest" in request:
@@ -149,6 +208,10 @@ def serve(machine_dir: Path) -> int:
     (machine_dir / PID_NAME).write_text(str(os.getpid()))
     (machine_dir / PROTOCOL_NAME).write_text(PROTOCOL)
     daemons = GuestDaemons(transport)
+    clock = IdleClock()
+    timeout = machine.settings().idle_timeout_s
+    if timeout > 0:
+        threading.Thread(target=_stop_when_idle, args=(machine_dir, transport, clock, timeout), daemon=True).start()
     print("ready", flush=True)
     try:
         while transport.is_active():
@@ -156,7 +219,7 @@ def serve(machine_dir: Path) -> int:
                 conn, _ = listener.accept()
             except socket.timeout:
                 continue
-            threading.Thread(target=_serve_one, args=(conn, transport, daemons), daemon=True).start()
+            threading.Thread(target=_serve_one, args=(conn, transport, daemons, clock), daemon=True).start()
     finally:
         path.unlink(missing_ok=True)
         (machine_dir / PID_NAME).unlink(missing_ok=True)

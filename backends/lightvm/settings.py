@@ -37,6 +37,9 @@ class MachineSettings(BaseModel):
     # Host directories the guest can mount (9p), so `-v HOSTDIR:...` works inside the machine;
     # as Docker Desktop and Lima share the user's home, hostrt shares $HOME and /tmp by default.
     shares: list[str] = Field(default_factory=list)
+    # A machine with no command and no running container for this long is stopped by its host
+    # agent, which gives its memory back; 0 keeps it up until `machine stop`.
+    idle_timeout_s: int = Field(default=1800, ge=0)
 
     @field_validator("shares")
     @classmethod

@@ -135,3 +135,17 @@ def test_interactive_tty_in_a_vm_container(vm_hostrt: Hostrt) -> None:
     text = screen.decode(errors="replace")
     assert code == 3, text
     assert "/dev/pts/" in text and "27 91" in text and "got:hello" in text, text
+
+
+def test_an_idle_machine_stops_itself(vm_hostrt: Hostrt) -> None:
+    """The host agent's idle clock: no command and no running container for idle_timeout_s -> stopped."""
+    vm_hostrt.ok("machine", "init", "idler", "--idle-timeout", "3", timeout=600)
+    vm_hostrt.ok("machine", "start", "idler", timeout=900)
+    assert json.loads(vm_hostrt.ok("machine", "inspect", "idler"))["settings"]["idle_timeout_s"] == 3
+    deadline = time.monotonic() + 120
+    while json.loads(vm_hostrt.ok("machine", "inspect", "idler"))["running"] is not None:
+        assert time.monotonic() < deadline, "the idle machine was not stopped"
+        time.sleep(1)
+    states = {m["name"]: m["state"] for m in json.loads(vm_hostrt.ok("machine", "ls", "--format", "json"))}
+    assert states["idler"] == "stopped"
+    assert states["default"] == "running", "the default machine (30 min timeout) stays up"
