@@ -31,13 +31,13 @@ def init(
     cpus: Annotated[int, typer.Option("--cpus", help="Virtual CPUs.")] = 2,
     memory: Annotated[int, typer.Option("--memory", help="Memory in MiB.")] = 1024,
     share: Annotated[Optional[list[str]], typer.Option("--share", help="Host directory for -v (repeatable; default: $HOME and /tmp).")] = None,
-    image: Annotated[Optional[str], typer.Option("--image", help="Pull the guest image from a registry instead of building it.")] = None,
+    image: Annotated[Optional[str], typer.Option("--image", help="Pull the guest image from a registry instead of building it (default: $HOSTRT_GUEST_IMAGE).")] = None,
     idle_timeout: Annotated[int, typer.Option("--idle-timeout", help="Stop the machine after this many idle seconds (0: never).")] = 1800,
 ) -> None:
     """Create a machine: build (or reuse) the guest image, generate its SSH keys, pin its host key."""
     from pydantic import ValidationError
 
-    from backends.lightvm.guest_image import build_guest_image
+    from backends.lightvm.guest_source import guest_for
     from backends.lightvm.machines import init_machine
     from backends.lightvm.settings import MachineSettings, default_shares
     from hostrt.errors import UsageError
@@ -49,13 +49,7 @@ def init(
                                    idle_timeout_s=idle_timeout)
     except ValidationError as err:
         raise UsageError(err.errors()[0]["msg"].removeprefix("Value error, ")) from None
-    if image:
-        from backends.lightvm.guest_oci import guest_from_image
-        from hostrt.images.local import LocalImages
-
-        guest = guest_from_image(LocalImages.open(), image, settings.arch, Paths.default().cache / "guest")
-    else:
-        guest = build_guest_image(settings.arch, Paths.default().cache / "guest")
+    guest = guest_for(Paths.default(), settings.arch, image)
     machine = init_machine(Paths.default().machines, settings, guest)
     typer.echo(f"machine {settings.name} created ({settings.arch}, {settings.cpus} CPUs, {settings.memory_mib} MiB) in {machine.path}")
 

@@ -107,13 +107,13 @@ class LightVMBackend:
         return self._sessions[name]
 
     def _create_machine(self, name: str, arch: str) -> None:
-        from backends.lightvm.guest_image import build_guest_image
+        from backends.lightvm.guest_source import guest_for
         from backends.lightvm.machines import init_machine
         from backends.lightvm.settings import MachineSettings, default_shares
 
         print(f"hostrt: creating machine {name} ({arch})", file=sys.stderr)
         settings = MachineSettings(name=name, arch=arch, shares=default_shares())
-        init_machine(self.paths.machines, settings, build_guest_image(arch, self.paths.cache / "guest"))
+        init_machine(self.paths.machines, settings, guest_for(self.paths, arch))
 
     def _boot(self, name: str, arch: str, machine: Any) -> None:
         """Start the machine if its guest is unreachable, then (re)start its host agent."""

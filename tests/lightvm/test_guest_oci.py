@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 
-from tests.engine.conftest import Hostrt
+from tests.engine.conftest import REPO, Hostrt
 from tests.images.registry_server import start_registry
 
 pytestmark = [
@@ -32,15 +33,30 @@ def test_guest_image_round_trip_through_a_registry(tmp_path: Path, guest_cache: 
         assert builder.ok("machine", "image", "build", "--arch", "amd64", "--tag", "guest:test").strip() == "guest:test"
         builder.ok("push", "guest:test", f"{registry.host}/hostrt/guest:test")
 
-        user = Hostrt(tmp_path / "user", runtime)  # a host that cannot build: it only pulls
-        user.ok("machine", "init", "pulled", "--image", f"{registry.host}/hostrt/guest:test", timeout=300)
-        assert not (user.root / "cache" / "guest" / "debs").exists(), "nothing was built"
+        user = Hostrt(tmp_path / "user", runtime)  # a host that cannot build: no apt-get, no dpkg-deb
+        user.ok("image", "build", str(REPO / "images" / "busybox"), timeout=600)  # before its PATH loses them
+        tools = tmp_path / "bin"
+        tools.mkdir()
+        (tools / "qemu-system-x86_64").symlink_to(shutil.which("qemu-system-x86_64"))
+        user.env["PATH"] = str(tools)
+        refused = user("machine", "init", "nobuild")
+        assert refused.returncode == 125 and refused.stderr.count("\n") == 1, refused.stderr
+        assert "HOSTRT_GUEST_IMAGE" in refused.stderr and "apt-get" in refused.stderr
+        assert not (user.root / "machines" / "nobuild").exists()
+
+        reference = f"{registry.host}/hostrt/guest:test"
+        user.ok("machine", "init", "pulled", "--image", reference, timeout=300)
         boot = json.loads(user.ok("machine", "inspect", "pulled"))["boot"]
         assert Path(boot["kernel"]).is_relative_to(user.root)
+        user.ok("machine", "rm", "pulled", timeout=120)
+
+        # The machine hostrt creates on first use pulls the guest named by HOSTRT_GUEST_IMAGE.
+        user.env["HOSTRT_GUEST_IMAGE"] = reference
         try:
-            user.ok("machine", "start", "pulled", timeout=600)
-            assert user.ok("machine", "ssh", "pulled", "--", "uname", "-m").strip() == "x86_64"
+            done = user.ok("run", "--backend", "lightvm", "--rm", "busybox", "uname", "-m", timeout=900)
+            assert done.strip() == "x86_64"
+            assert not (user.root / "cache" / "guest" / "debs").exists(), "nothing was built"
         finally:
-            user("machine", "rm", "pulled", timeout=120)
+            user("machine", "rm", "default", timeout=120)
     finally:
         registry.stop()
