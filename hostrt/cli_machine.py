@@ -78,12 +78,19 @@ def start(name: Annotated[str, typer.Argument()] = DEFAULT_NAME) -> None:
 
 
 @machine_app.command("stop")
-def stop(name: Annotated[str, typer.Argument()] = DEFAULT_NAME) -> None:
-    """Power the guest off; its memory is released."""
+def stop(
+    name: Annotated[str, typer.Argument()] = DEFAULT_NAME,
+    poweroff: Annotated[bool, typer.Option("--poweroff", help="Power off instead of saving the idle guest's state.")] = False,
+) -> None:
+    """Stop the machine and release its memory: an idle guest is saved to disk (the next start
+    restores it in seconds), a busy one is powered off."""
+    from backends.lightvm.machine_dir import MachineDir
     from backends.lightvm.machines import stop_machine
 
-    was_running = stop_machine(Paths.default().machines, name)
-    typer.echo(f"machine {name} stopped" if was_running else f"machine {name} was not running")
+    was_running = stop_machine(Paths.default().machines, name, save_state=not poweroff)
+    saved = MachineDir(Paths.default().machines / name).saved_file.exists()
+    typer.echo((f"machine {name} stopped" + (" (state saved)" if saved else "")) if was_running
+               else f"machine {name} was not running")
 
 
 @machine_app.command("rm")
@@ -117,8 +124,9 @@ def ls(
 
 @machine_app.command("inspect")
 def inspect(name: Annotated[str, typer.Argument()] = DEFAULT_NAME) -> None:
-    """Show a machine's settings, boot files and run record as JSON."""
+    """Show a machine's settings, boot files, run record and saved state as JSON."""
     from backends.lightvm.machines import domain_prefix, existing
+    from backends.lightvm.suspend import describe
 
     machine = existing(Paths.default().machines, name)
     record = machine.run_record()
@@ -129,6 +137,7 @@ def inspect(name: Annotated[str, typer.Argument()] = DEFAULT_NAME) -> None:
         "settings": machine.settings().model_dump(mode="json"),
         "boot": machine.boot().model_dump(mode="json"),
         "running": record.model_dump(mode="json") if record else None,
+        "saved": describe(machine),
         "host_key": machine.host_key_pub.read_text().strip(),
     }, indent=2))
 

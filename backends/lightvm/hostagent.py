@@ -124,16 +124,12 @@ class IdleClock:
             return 0.0 if self._busy else time.monotonic() - self._since
 
 
-# Prints a line per container whose init is alive and has not ended (no exit file yet).
-_RUNNING_CONTAINERS = ("for f in /var/lib/hostrt-guest/containers/*/init.pid; do d=${f%/init.pid}; "
-                       "[ -e \"$f\" ] && [ ! -e \"$d/exit.json\" ] && kill -0 \"$(cat \"$f\")\" 2>/dev/null && echo \"$d\"; "
-                       "done; true")
-
-
 def _has_running_containers(transport) -> bool:  # noqa: ANN001 - a paramiko Transport
     channel = transport.open_session()
     channel.settimeout(30)
-    channel.exec_command(_RUNNING_CONTAINERS)
+    from backends.lightvm.suspend import RUNNING_CONTAINERS
+
+    channel.exec_command(RUNNING_CONTAINERS)
     out = channel.makefile("rb").read()
     channel.recv_exit_status()
     channel.close()

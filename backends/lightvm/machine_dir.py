@@ -28,6 +28,18 @@ class RunRecord(BaseModel):
     ssh_port: int
     started_at: float
     ready_seconds: float
+    resumed: bool = False  # restored from the state saved at the last stop, not booted
+
+
+class SavedRecord(BaseModel):
+    """What a saved machine state was taken from: restored only onto the same boot files."""
+
+    virt_type: str
+    ssh_port: int
+    recipe_hash: str
+    kernel: str
+    settings: str  # the settings JSON: a changed machine boots afresh
+    saved_at: float
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,8 @@ class MachineDir:
     host_key_pub = property(lambda self: self.path / "host_key.pub")
     initrd = property(lambda self: self.path / "initrd.img")
     console_log = property(lambda self: self.path / "console.log")
+    saved_state = property(lambda self: self.path / "saved.state")  # guest RAM: holds its host key, 0600
+    saved_file = property(lambda self: self.path / "saved.json")
 
     def settings(self) -> MachineSettings:
         return MachineSettings.model_validate_json(self.settings_file.read_text())

@@ -14,9 +14,9 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from backends.lightvm import keys
+from backends.lightvm import keys, suspend
 from backends.lightvm.domain import BootFiles, SharedDir, render_domain
 from backends.lightvm.machine_dir import BootRecord, MachineDir, RunRecord, as_json, write_atomic
 from backends.lightvm.settings import GUEST_ARCH_FACTS, MachineSettings, VirtType
@@ -171,6 +171,9 @@ def start_machine(root: Path, name: str, virt_type: VirtType) -> tuple[MachineDi
         return machine, wait_ready(ssh_target(machine), deadline, lambda: _alive(domain))
     if domain is not None:
         domain.destroy()  # a domain without a run record was left by a killed hostrt
+    resumed = _resume(machine, conn, root, name, virt_type)
+    if resumed is not None:
+        return machine, resumed
     facts = GUEST_ARCH_FACTS[settings.arch]
     emulator = shutil.which(facts["emulator"])
     if emulator is None:
@@ -201,8 +204,32 @@ def start_machine(root: Path, name: str, virt_type: VirtType) -> tuple[MachineDi
     return machine, client
 
 
-def stop_machine(root: Path, name: str, grace: float = 15.0) -> bool:
-    """Power the guest off (destroy it if it does not go in `grace` s); False if it was not running."""
+def _resume(machine: MachineDir, conn: Any, root: Path, name: str, virt_type: str) -> "paramiko.SSHClient | None":
+    """Restore the state saved at the last stop, if it fits; None means: boot afresh."""
+    state = suspend.saved(machine, virt_type)
+    if state is None:
+        return None
+    started = time.monotonic()
+    if not suspend.restore(machine, conn):
+        return None
+    domain = _find_domain(conn, root, name)
+    target = SshTarget(port=state.ssh_port, client_key=machine.client_key,
+                       host_key_line=machine.host_key_pub.read_text().strip())
+    try:
+        client = wait_ready(target, started + 60, lambda: domain is not None and _alive(domain))
+        suspend.resync_clock(client)
+    except Exception:  # noqa: BLE001 - a state that does not come back is discarded already: boot
+        if domain is not None and _alive(domain):
+            domain.destroy()
+        return None
+    machine.write_run_record(RunRecord(domain_uuid=domain.UUIDString(), virt_type=virt_type, ssh_port=state.ssh_port,
+                                       started_at=time.time(), ready_seconds=time.monotonic() - started, resumed=True))
+    return client
+
+
+def stop_machine(root: Path, name: str, grace: float = 15.0, save_state: bool = True) -> bool:
+    """Save the guest's state to disk when it is idle (`save_state`), else power it off (destroy it
+    if it does not go in `grace` s). Either way QEMU exits. False if it was not running."""
     from backends.lightvm.hostagent import stop_agent
 
     machine = existing(root, name)
@@ -210,13 +237,21 @@ def stop_machine(root: Path, name: str, grace: float = 15.0) -> bool:
     conn = open_libvirt()
     domain = _find_domain(conn, root, name)
     was_running = domain is not None and _alive(domain)
-    if was_running and machine.run_record() is not None:
+    record = machine.run_record()
+    if was_running and record is not None:
         from backends.lightvm.ssh import connect
 
         try:
             client = connect(ssh_target(machine), timeout=5)
-            client.exec_command("poweroff")
+            idle = save_state and suspend.quiesce(client)
+            if not idle:
+                client.exec_command("poweroff")
             client.close()
+            if idle:
+                if suspend.save(machine, domain, record.virt_type, record.ssh_port):
+                    machine.run_file.unlink(missing_ok=True)
+                    return True
+                domain.destroy()  # quiesced and diskless: nothing is lost that poweroff would keep
         except Exception:
             pass  # the guest is unreachable: destroy below
         deadline = time.monotonic() + grace

@@ -137,6 +137,29 @@ def test_interactive_tty_in_a_vm_container(vm_hostrt: Hostrt) -> None:
     assert "/dev/pts/" in text and "27 91" in text and "got:hello" in text, text
 
 
+def test_stop_saves_an_idle_machine_and_start_resumes_it(vm_hostrt: Hostrt, tmp_path: Path) -> None:
+    """Suspend to disk: the saved state is private, restored once, the guest clock catches up,
+    and volumes (9p, unmounted for the save) work again."""
+    (tmp_path / "in.txt").write_text("before\n")
+    vm_hostrt.ok("run", "--backend", "lightvm", "--rm", "-v", f"{tmp_path}:/data", "busybox", "cat", "/data/in.txt",
+                 timeout=900)  # up, with a share mounted
+    assert "(state saved)" in vm_hostrt.ok("machine", "stop", "default", timeout=300)
+    machine = Path(json.loads(vm_hostrt.ok("machine", "inspect", "default"))["path"])
+    assert oct((machine / "saved.state").stat().st_mode & 0o777) == "0o600", "guest RAM holds its host key"
+    assert vm_hostrt.ok("machine", "ls").count("stopped") >= 1
+    time.sleep(3)  # the guest's clock stands still meanwhile
+    vm_hostrt.ok("machine", "start", "default", timeout=600)
+    info = json.loads(vm_hostrt.ok("machine", "inspect", "default"))
+    assert info["running"]["resumed"] is True and info["saved"] is None, "a state is used once"
+    guest_time = int(vm_hostrt.ok("machine", "ssh", "default", "--", "date", "+%s"))
+    assert abs(guest_time - time.time()) < 5
+    done = vm_hostrt.ok("run", "--backend", "lightvm", "--rm", "-v", f"{tmp_path}:/data", "busybox", "sh", "-c",
+                        "cat /data/in.txt; echo after > /data/out.txt", timeout=900)
+    assert done == "before\n" and (tmp_path / "out.txt").read_text() == "after\n"
+    assert "(state saved)" not in vm_hostrt.ok("machine", "stop", "--poweroff", "default", timeout=300)
+    assert json.loads(vm_hostrt.ok("machine", "inspect", "default"))["saved"] is None
+
+
 def test_an_idle_machine_stops_itself(vm_hostrt: Hostrt) -> None:
     """The host agent's idle clock: no command and no running container for idle_timeout_s -> stopped."""
     vm_hostrt.ok("machine", "init", "idler", "--idle-timeout", "3", timeout=600)
@@ -148,4 +171,4 @@ def test_an_idle_machine_stops_itself(vm_hostrt: Hostrt) -> None:
         time.sleep(1)
     states = {m["name"]: m["state"] for m in json.loads(vm_hostrt.ok("machine", "ls", "--format", "json"))}
     assert states["idler"] == "stopped"
-    assert states["default"] == "running", "the default machine (30 min timeout) stays up"
+    assert json.loads(vm_hostrt.ok("machine", "inspect", "idler"))["saved"] is not None, "idle: saved, not lost"
