@@ -68,6 +68,7 @@ def _register_groups() -> None:
     register_image_commands(app)
     app.add_typer(machine_app, name="machine")
     __import__("hostrt.cli_network").cli_network.register(app)
+    __import__("hostrt.cli_matrix").cli_matrix.register(app)
 
 
 _register_groups()
