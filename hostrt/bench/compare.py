@@ -318,14 +318,15 @@ class Bench:
 
         from hostrt.accelerator import cached_probe
         from hostrt.errors import BackendUnavailableError
-        from hostrt.platform import decide, detect_host, lightvm_status
+        from hostrt.platform import decide, detect_host, lightvm_status, native_status
 
         if shutil.which("busybox") is None:
             raise BenchError("bench compare times a CPU loop against the host's busybox: install busybox-static")
         host = detect_host(probe=cached_probe(self.source.cache, stdlib_platform.release()))
-        vm_status = lightvm_status(host)
-        if not vm_status.usable:  # before minutes of native measurements, not after
-            raise BackendUnavailableError("bench compare needs the lightvm backend: " + "; ".join(vm_status.reasons))
+        for status in (native_status(host), lightvm_status(host)):  # before minutes of measuring, not after
+            if not status.usable:
+                raise BackendUnavailableError(f"bench compare needs the {status.name} backend: "
+                                              + "; ".join(status.reasons))
         decision = decide(host, host.platform, "lightvm")
         _say(f"copying {self.image} into a scratch root")
         self.h = ScratchRoot(self.source, self.image)

@@ -34,16 +34,20 @@ class ScratchRoot:
         self.image = image
         self.env = {**os.environ, "HOSTRT_ROOT": str(self.root)}
         self.env.pop("HOSTRT_RUN_ROOT", None)
-        cache = self.root / "cache"
-        cache.mkdir()
-        (source.cache / "guest").mkdir(parents=True, exist_ok=True)
-        (cache / "guest").symlink_to(source.cache / "guest")
-        for verdict in source.cache.glob("*.json"):
-            shutil.copy2(verdict, cache / verdict.name)
-        archive = self.root / "image.tar"
-        self._source_hostrt(source, "save", "-o", str(archive), image)
-        self.ok("load", "-i", str(archive))
-        archive.unlink()
+        try:
+            cache = self.root / "cache"
+            cache.mkdir()
+            (source.cache / "guest").mkdir(parents=True, exist_ok=True)
+            (cache / "guest").symlink_to(source.cache / "guest")
+            for verdict in source.cache.glob("*.json"):
+                shutil.copy2(verdict, cache / verdict.name)
+            archive = self.root / "image.tar"
+            self._source_hostrt(source, "save", "-o", str(archive), image)
+            self.ok("load", "-i", str(archive))
+            archive.unlink()
+        except BaseException:
+            shutil.rmtree(self.root, ignore_errors=True)
+            raise
 
     @property
     def paths(self) -> Paths:
@@ -54,7 +58,8 @@ class ScratchRoot:
         done = subprocess.run([sys.executable, "-m", "hostrt", *args], env=env, capture_output=True, text=True,
                               stdin=subprocess.DEVNULL, timeout=600)
         if done.returncode != 0:
-            raise BenchError(f"hostrt {' '.join(args)} failed: {done.stderr.strip().splitlines()[-1:]}")
+            last = (done.stderr.strip().splitlines() or ["(no error output)"])[-1].removeprefix("hostrt: error: ")
+            raise BenchError(f"hostrt {' '.join(args)} failed: {last}")
 
     def __call__(self, *args: str, timeout: float = 1800) -> tuple[subprocess.CompletedProcess[str], float]:
         """Run `hostrt ARGS` in the scratch root; returns the process and its wall time."""

@@ -95,8 +95,11 @@ def load_file(path: Path) -> MatrixSpec:
     base = path.resolve().parent
 
     def absolute(volumes: list[str]) -> list[str]:
-        return [str((base / v.split(":", 1)[0]).resolve()) + v[len(v.split(":", 1)[0]):] if not v.startswith("/") else v
-                for v in volumes]
+        resolved = []
+        for volume in volumes:
+            source, sep, rest = volume.partition(":")
+            resolved.append(volume if source.startswith("/") else f"{(base / source).resolve()}{sep}{rest}")
+        return resolved
 
     spec.volumes = absolute(spec.volumes)
     for cell in spec.cells:
