@@ -29,7 +29,8 @@ def compare(
 ) -> None:
     """VM versus container, measured now on this host for one image: memory, start, density,
     image size, data sharing, efficiency. Runs in a scratch root: your containers and machines are untouched."""
-    from hostrt.bench.compare import Bench, Params
+    from hostrt.bench.compare import Bench
+    from hostrt.bench.rows import Params
     from hostrt.bench.report import as_json, markdown, table
     from hostrt.engine.options import parse_memory
     from hostrt.errors import BackendUnavailableError

@@ -11,16 +11,13 @@ from __future__ import annotations
 
 import json
 import shutil
-import statistics
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
-from pydantic import BaseModel
-
 from hostrt.bench.procmem import find_by_cmdline, pss_kib, rss_kib, with_descendants
+from hostrt.bench.rows import Comparison, Measurements, Params, Row, build_rows
 from hostrt.bench.scratch import BenchError, ScratchRoot
 from hostrt.paths import Paths
 
@@ -32,54 +29,6 @@ VM = ["--backend", "lightvm"]
 _CLOCK = 't(){ read u r </proc/uptime; echo ${u%.*}${u#*.}; }'
 _LOOP = _CLOCK + '; s=$(t); n=0; while :; do {body}; n=$((n+1)); e=$(t); [ $((e-s)) -ge {min_cs} ] && break; done; echo "$n $((e-s))"'
 _SPIN = 'i=0; while [ $i -lt {count} ]; do i=$((i+1)); done'
-
-
-@dataclass(frozen=True)
-class Params:
-    """How much to measure: `quick` is for tests and a first look, the default for numbers to keep."""
-
-    rounds: int
-    density: int  # idle containers started to measure the cost of one
-    share_mb: int
-    min_cs: int
-    spin: int
-    budget_mib: int
-
-    @classmethod
-    def make(cls, quick: bool, budget_mib: int | None) -> "Params":
-        budget = budget_mib or _mem_total_mib()
-        if quick:
-            return cls(rounds=1, density=3, share_mb=8, min_cs=30, spin=5000, budget_mib=budget)
-        return cls(rounds=3, density=10, share_mb=64, min_cs=100, spin=20000, budget_mib=budget)
-
-
-class Row(BaseModel):
-    """One line of the table: the container side and the VM side, each one or more labelled values."""
-
-    key: str
-    title: str
-    unit: str
-    container: dict[str, float]
-    vm: dict[str, float]
-    method: str
-    note: str = ""
-
-
-class Comparison(BaseModel):
-    image: str
-    platform: str
-    accelerator: str
-    quick: bool
-    budget_mib: int
-    measured_at: str
-    rows: list[Row]
-
-
-def _mem_total_mib() -> int:
-    for line in Path("/proc/meminfo").read_text().splitlines():
-        if line.startswith("MemTotal:"):
-            return int(line.split()[1]) // 1024
-    raise BenchError("cannot read MemTotal from /proc/meminfo")
 
 
 def _say(text: str) -> None:
@@ -213,27 +162,21 @@ class Bench:
         self.detached.clear()
         return result
 
-    def image_size(self) -> Row:
-        """The container image (compressed, unpacked) vs the guest image a machine boots."""
+    def sizes(self) -> tuple[int, int, int]:
+        """Bytes: the image as stored (compressed), its unpacked layers, the guest kernel + initramfs."""
         assert self.h is not None
         details = json.loads(self.h.ok("inspect", self.image))[0]
         unpacked = 0
         for layer in details["layers"]:
             layer_dir = self.h.root / "layers" / layer["digest"].split(":", 1)[1]
             unpacked += sum(f.lstat().st_size for f in layer_dir.rglob("*") if f.is_file() and not f.is_symlink())
-        boot = (self.h.machine("default") or {}).get("boot", {})
-        kernel = Path(boot.get("kernel", ""))
-        guest_bytes = sum(p.stat().st_size for p in (kernel, kernel.with_name("initramfs.cpio")) if p.is_file())
-        return Row(key="image_size", title="image size", unit="MB",
-                   container={"compressed": details["size"] / 1e6, "unpacked": unpacked / 1e6},
-                   vm={"guest kernel + initramfs": guest_bytes / 1e6},
-                   method="container: the image's layers and config as stored (compressed), and its unpacked layer "
-                          "directories; VM: the guest kernel and initramfs a machine boots (uncompressed), which a VM "
-                          "needs on top of the container image.")
+        kernel = Path((self.h.machine("default") or {}).get("boot", {}).get("kernel", ""))
+        guest = sum(p.stat().st_size for p in (kernel, kernel.with_name("initramfs.cpio")) if p.is_file())
+        return int(details["size"]), unpacked, guest
 
     # -- all ----------------------------------------------------------------------------
     def measure(self) -> tuple[list[Row], dict]:
-        """Every measurement, the native side first; then the rows."""
+        """Every measurement, the native side first (an idle TCG guest takes CPU); then the rows."""
         assert self.h is not None
         p = self.params
         native_start = self.native_start()
@@ -255,63 +198,12 @@ class Bench:
         from backends.lightvm.start_stats import read_stats
 
         boot = read_stats(self.h.root / "machines" / "default").median("boot")
-        rows = self._rows(native_start, cold, warm, boot, native_mem, vm_mem, (native_write, native_read),
-                          (vm_write, vm_read), (min(host_spin), min(native_spin), min(vm_spin)))
-        rows.insert(3, self.image_size())
-        return rows, {"native": native_start, "cold": cold, "warm": warm}
-
-    def _rows(self, native_start: list[float], cold: list[float], warm: list[float], boot: float | None,
-              native_mem: dict[str, float], vm_mem: dict[str, float], native_share: tuple[float, float],
-              vm_share: tuple[float, float], spins: tuple[float, float, float]) -> list[Row]:
-        p = self.params
-        median = statistics.median
-        memory = Row(key="memory", title="memory of one instance", unit="MiB",
-                     container={"PSS + monitor": native_mem["one"] / 1024},
-                     vm={"QEMU RSS": vm_mem["qemu"] / 1024, "host agent PSS": vm_mem["agent"] / 1024},
-                     method="container: PSS (smaps_rollup) of the processes of one idle `sleep` container plus "
-                            "hostrt's shared monitor; VM: RSS of the QEMU process of a machine running the same "
-                            "container, and apart the PSS of the machine's host agent.",
-                     note=f"the machine is configured with {vm_mem['configured_mib']:.0f} MiB; its RSS grows toward "
-                          "that with use")
-        vm_times = {"cold": median(cold), "warm": median(warm)}
-        if boot is not None:
-            vm_times["boot to SSH"] = boot
-        start = Row(key="start", title="start (run --rm IMAGE true)", unit="s",
-                    container={"native": median(native_start)}, vm=vm_times,
-                    method=f"wall time of `hostrt run --rm IMAGE true`, median of {p.rounds}: natively; in a stopped "
-                           "machine (the first one also creates it; includes boot, shipping runtime and layers); in "
-                           "a running one. 'boot to SSH' is the machine's own boot until its guest accepts SSH.")
-        per_container = native_mem["all"] / p.density / 1024
-        per_vm = (vm_mem["qemu"] + vm_mem["agent"]) / 1024
-        vm_fit = {"by measured RSS": float(p.budget_mib // per_vm)}
-        if vm_mem["configured_mib"]:
-            vm_fit["by configured RAM"] = float(p.budget_mib // vm_mem["configured_mib"])
-        density = Row(key="density", title=f"instances in {p.budget_mib} MiB", unit="instances",
-                      container={"idle containers": float(p.budget_mib // per_container)}, vm=vm_fit,
-                      method=f"extrapolated, not started: the budget divided by the cost of one instance, measured "
-                             f"on {p.density} idle containers (their PSS + the monitor's, divided by {p.density}: "
-                             f"{per_container:.2f} MiB each) and on 1 machine (QEMU RSS + host agent PSS: "
-                             f"{per_vm:.0f} MiB).",
-                      note="extrapolated linearly from the measured instances")
-        how = (f"`dd` of a {p.share_mb} MiB file, repeated for at least {p.min_cs / 100:.1f} s inside the container "
-               "and timed there with /proc/uptime; container: ")
-        share_write = Row(key="share_write", title="data sharing: write", unit="MB/s",
-                          container={"bind mount": native_share[0]}, vm={"9p": vm_share[0]},
-                          method=how + "a container writes into a host directory bind-mounted as a volume; VM: a "
-                                       "container in the machine writes into a host directory shared over 9p.")
-        share_read = Row(key="share_read", title="data sharing: read", unit="MB/s",
-                         container={"bind mount": native_share[1]}, vm={"9p": vm_share[1]},
-                         method=how + "a second container reads the file the first wrote; VM: a container in the "
-                                      "machine reads a file the host wrote, over 9p.")
-        host, native, vm = spins
-        efficiency = Row(key="efficiency", title="efficiency (CPU loop)", unit="% of host",
-                         container={"native": 100 * host / native}, vm={"guest": 100 * host / vm},
-                         method=f"{p.spin} iterations of a shell arithmetic loop, repeated for at least "
-                                f"{p.min_cs / 100:.1f} s, timed inside with /proc/uptime; best of {p.rounds} (host: "
-                                f"of {p.rounds + 1}, interleaved); speed relative to the host's busybox sh running "
-                                "the same loop directly.",
-                         note="the native side is measured before any machine runs")
-        return [memory, start, density, share_write, share_read, efficiency]
+        compressed, unpacked, guest = self.sizes()
+        measured = Measurements(native_start=native_start, cold=cold, warm=warm, boot=boot, native_mem=native_mem,
+                                vm_mem=vm_mem, native_share=(native_write, native_read), vm_share=(vm_write, vm_read),
+                                spins=(min(host_spin), min(native_spin), min(vm_spin)), image_compressed=compressed,
+                                image_unpacked=unpacked, guest_image=guest)
+        return build_rows(p, measured), {"native": native_start, "cold": cold, "warm": warm}
 
     def run(self) -> tuple[Comparison, dict]:
         import platform as stdlib_platform

@@ -5,12 +5,12 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from hostrt.bench.compare import Comparison, Row
+from hostrt.bench.rows import Comparison, Row
 from hostrt.errors import BackendUnavailableError
 
 
-def _number(value: float) -> str:
-    if value.is_integer() and value >= 10:
+def _number(value: float, unit: str = "") -> str:
+    if unit == "instances":
         return f"{int(value):,}"
     if value >= 100:
         return f"{value:,.0f}"
@@ -19,10 +19,10 @@ def _number(value: float) -> str:
     return f"{value:.2f}"
 
 
-def _cell(values: dict[str, float]) -> str:
+def _cell(values: dict[str, float], unit: str) -> str:
     if len(values) == 1:
-        return _number(next(iter(values.values())))
-    return ", ".join(f"{label} {_number(value)}" for label, value in values.items())
+        return _number(next(iter(values.values())), unit)
+    return ", ".join(f"{label} {_number(value, unit)}" for label, value in values.items())
 
 
 def _heading(comparison: Comparison) -> str:
@@ -32,7 +32,7 @@ def _heading(comparison: Comparison) -> str:
 
 
 def table(comparison: Comparison) -> str:
-    rows = [(r.title, r.unit, _cell(r.container), _cell(r.vm)) for r in comparison.rows]
+    rows = [(r.title, r.unit, _cell(r.container, r.unit), _cell(r.vm, r.unit)) for r in comparison.rows]
     widths = [max(len(row[i]) for row in [("WHAT", "UNIT", "CONTAINER", "VM"), *rows]) for i in range(4)]
     lines = [_heading(comparison)]
     for row in [("WHAT", "UNIT", "CONTAINER", "VM"), *rows]:
@@ -48,7 +48,7 @@ def markdown(comparison: Comparison) -> str:
              "| --- | --- | --- | --- | --- |"]
     for r in comparison.rows:
         how = r.method + (f" ({r.note})" if r.note else "")
-        lines.append(f"| {r.title} | {r.unit} | {_cell(r.container)} | {_cell(r.vm)} | {how} |")
+        lines.append(f"| {r.title} | {r.unit} | {_cell(r.container, r.unit)} | {_cell(r.vm, r.unit)} | {how} |")
     return "\n".join(lines)
 
 
@@ -78,7 +78,7 @@ def plot(comparison: Comparison, path: Path) -> None:
         bars = axis.bar(range(len(values)), values, color=colours)
         axis.set_xticks(range(len(values)), labels, fontsize=8)
         axis.set_title(f"{row.title} ({row.unit})", fontsize=10)
-        axis.bar_label(bars, labels=[_number(v) for v in values], fontsize=8)
+        axis.bar_label(bars, labels=[_number(v, row.unit) for v in values], fontsize=8)
         if values and min(values) > 0 and max(values) / min(values) > 50:
             axis.set_yscale("log")  # a VM and a container differ by orders of magnitude on some rows
     for axis in list(axes.flat)[len(rows):]:

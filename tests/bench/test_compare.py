@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from hostrt.bench.compare import Comparison
+from hostrt.bench.rows import Comparison
 from hostrt.bench.report import markdown, table
 from tests.engine.conftest import REPO, Hostrt
 
