@@ -86,7 +86,8 @@ def build_rows(p: Params, m: Measurements) -> list[Row]:
     median = statistics.median
     memory = Row(key="memory", title="memory of one instance", unit="MiB",
                  container={"PSS + monitor": m.native_mem["one"] / 1024},
-                 vm={"QEMU RSS": m.vm_mem["qemu"] / 1024, "host agent PSS": m.vm_mem["agent"] / 1024},
+                 vm={"QEMU RSS": m.vm_mem["qemu"] / 1024,
+                     **({"host agent PSS": m.vm_mem["agent"] / 1024} if m.vm_mem["agent"] else {})},
                  method="container: PSS (smaps_rollup) of the processes of one idle `sleep` container plus "
                         "hostrt's shared monitor; VM: RSS of the QEMU process of a machine running the same "
                         "container, and apart the PSS of the machine's host agent.",

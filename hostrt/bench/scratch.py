@@ -30,7 +30,7 @@ class ScratchRoot:
     def __init__(self, source: Paths, image: str) -> None:
         # Under the temporary directory: machines share it with their guests by default (9p), which
         # the data-sharing measurement needs; a VM run's volume must live below a share.
-        self.root = Path(tempfile.mkdtemp(prefix="hostrt-bench-"))
+        self.root = Path(tempfile.mkdtemp(prefix="hostrt-benchcmp-"))
         self.image = image
         self.env = {**os.environ, "HOSTRT_ROOT": str(self.root)}
         self.env.pop("HOSTRT_RUN_ROOT", None)

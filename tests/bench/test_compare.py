@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -46,7 +47,7 @@ def test_quick_compare_measures_every_row(tmp_path_factory: pytest.TempPathFacto
     (root / "cache" / "guest").symlink_to(guest_cache)
     hostrt = Hostrt(root, str(Path(sys.executable).with_name("hostrt-runtime")))
     hostrt.ok("image", "build", str(REPO / "images" / "busybox"), timeout=600)
-    scratch_before = set(Path("/tmp").glob("hostrt-bench-*"))
+    scratch_before = set(Path(tempfile.gettempdir()).glob("hostrt-benchcmp-*"))
     png = root / "compare.png"
 
     done = hostrt("bench", "compare", "--quick", "--budget", "4g", "--format", "json", "--plot", str(png), "busybox",
@@ -59,7 +60,7 @@ def test_quick_compare_measures_every_row(tmp_path_factory: pytest.TempPathFacto
     for row in comparison.rows:
         assert row.container and row.vm and row.method, row.key
         for value in [*row.container.values(), *row.vm.values()]:
-            assert value > 0, f"{row.key}: {row.container} / {row.vm}"
+            assert value > 0, f"{row.key}: {row.container} / {row.vm}\n{done.stderr}"
     assert set(rows["start"].vm) >= {"cold", "warm"}
     assert rows["density"].title == "instances in 4096 MiB" and "extrapolated" in rows["density"].method
     assert rows["efficiency"].container["native"] <= 1000 and rows["memory"].vm["QEMU RSS"] < 65536
@@ -69,6 +70,6 @@ def test_quick_compare_measures_every_row(tmp_path_factory: pytest.TempPathFacto
         image.verify()
     text, md = table(comparison), markdown(comparison)
     assert all(row.title in text and row.title in md for row in comparison.rows)
-    assert set(Path("/tmp").glob("hostrt-bench-*")) == scratch_before, "the scratch root is removed"
+    assert set(Path(tempfile.gettempdir()).glob("hostrt-benchcmp-*")) == scratch_before, "the scratch root is removed"
     assert json.loads(hostrt.ok("machine", "ls", "--format", "json")) == [], "the user's root has no machine"
     assert hostrt.ok("ps", "-aq") == ""
