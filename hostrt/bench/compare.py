@@ -32,7 +32,11 @@ _SPIN = 'i=0; while [ $i -lt {count} ]; do i=$((i+1)); done'
 
 
 def _say(text: str) -> None:
-    print(f"hostrt bench: {text}", file=sys.stderr, flush=True)
+    """Progress on stderr; a reader that went away must not stop the clean-up that follows."""
+    try:
+        print(f"hostrt bench: {text}", file=sys.stderr, flush=True)
+    except (OSError, ValueError):
+        pass
 
 
 def _loop_rate(output: str) -> tuple[int, int]:
