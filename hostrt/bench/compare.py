@@ -224,6 +224,10 @@ class Bench:
                 raise BackendUnavailableError(f"bench compare needs the {status.name} backend: "
                                               + "; ".join(status.reasons))
         decision = decide(host, host.platform, "lightvm")
+        import signal
+
+        # SIGTERM (a CI timeout, `kill`) unwinds like Ctrl-C, so the scratch root and its machine are removed.
+        signal.signal(signal.SIGTERM, lambda _sig, _frame: sys.exit(143))
         _say(f"copying {self.image} into a scratch root")
         self.h = ScratchRoot(self.source, self.image)
         try:
