@@ -68,6 +68,8 @@ def _register_groups() -> None:
     register_image_commands(app)
     app.add_typer(machine_app, name="machine")
     __import__("hostrt.cli_network").cli_network.register(app)
+    __import__("hostrt.cli_matrix").cli_matrix.register(app)
+    app.add_typer(__import__("hostrt.cli_bench").cli_bench.bench_app, name="bench")
 
 
 _register_groups()

@@ -113,8 +113,14 @@ def run(
         typer.echo(f"backend: {decision.backend}" + (f" ({decision.emulator}, {decision.accelerator})" if decision.emulator else ""))
         for reason in decision.reasons:
             typer.echo(f"  - {reason}")
+        _explain_cost(engine, image_platform, decision.backend)
         return 0
+    began_at, began = time.time(), time.monotonic()
     record = create_container(engine, request)
+    if record.backend == "lightvm" and record.machine:
+        from hostrt.machine_costs import note_vm_start
+
+        note_vm_start(engine.paths.machines, record.machine, began_at, time.monotonic() - began)
     if detach:
         try:
             engine.start_detached(record)
@@ -125,6 +131,16 @@ def run(
         typer.echo(record.id)
         return 0
     return engine.run_attached(record, interactive)
+
+
+def _explain_cost(engine, image_platform: str, backend: str) -> None:  # noqa: ANN001
+    """The expected cost of the decision: the machine, how warm it is, its measured starts."""
+    from hostrt.machine_costs import explain_cost
+    from hostrt.platform import ImagePlatform, detect_host
+
+    for line in explain_cost(engine.paths.machines, detect_host().architecture,
+                             ImagePlatform.parse(image_platform).architecture, backend):
+        typer.echo(line)
 
 
 def create(

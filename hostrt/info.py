@@ -6,6 +6,7 @@ from pydantic import BaseModel
 
 from hostrt import __version__
 from hostrt.accelerator import cached_probe
+from hostrt.machine_costs import MachineCost, all_machine_costs, describe
 from hostrt.paths import Paths
 from hostrt.platform import BackendStatus, HostInfo, detect_host, lightvm_status, native_status
 
@@ -18,6 +19,7 @@ class InfoReport(BaseModel):
     root: str
     run_root: str
     backends: list[BackendStatus]
+    machines: list[MachineCost] = []  # each machine's state and measured start costs
 
 
 def gather_info(paths: Paths | None = None) -> InfoReport:
@@ -32,6 +34,7 @@ def gather_info(paths: Paths | None = None) -> InfoReport:
         root=str(paths.root),
         run_root=str(paths.run),
         backends=[native_status(host), lightvm_status(host)],
+        machines=all_machine_costs(paths.machines),
     )
 
 
@@ -56,4 +59,9 @@ def render_text(report: InfoReport) -> str:
     for backend in report.backends:
         lines.append(f"  {backend.name}: {'usable' if backend.usable else 'NOT usable'}")
         lines.extend(f"    - {reason}" for reason in backend.reasons)
+    lines.append("Machines:" if report.machines else "Machines:         none yet (created on the first VM run)")
+    for machine in report.machines:
+        state, starts = describe(machine)
+        lines.append(f"  {machine.name} ({machine.arch or '?'}): {state}")
+        lines.append(f"    expected start: {starts}")
     return "\n".join(lines)

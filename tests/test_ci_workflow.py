@@ -57,3 +57,41 @@ def test_ci_run_is_the_readme_test_command() -> None:
     ci_run = (REPO / ".ci" / "run").read_text()
     assert "exec ./ci/test" in ci_run
     assert "sudo ./ci/test" in readme
+
+
+def _hostrt_commands() -> list[list[str]]:
+    """The `hostrt` subcommands (words before the first option) that the workflow's steps run."""
+    found = []
+    for line in "\n".join(_run_lines()).splitlines():
+        words = line.split()
+        for index, word in enumerate(words):
+            if word == "hostrt" or word.endswith("/hostrt"):
+                found.append([w for w in words[index + 1:index + 3] if not w.startswith("-")][:2])
+    return found
+
+
+def test_hostrt_commands_the_workflow_runs_exist() -> None:
+    commands = _hostrt_commands()
+    assert ["matrix"] in [c[:1] for c in commands] and ["machine", "init"] in commands
+    for command in commands:
+        # `image build DIR`, `machine init NAME`: only the words that name a command group are kept.
+        words = command if command[:1] in (["image"], ["machine"]) else command[:1]
+        done = subprocess.run([sys.executable, "-m", "hostrt", *words, "--help"], capture_output=True, text=True,
+                              timeout=60, cwd=REPO)
+        assert done.returncode == 0 and "Usage:" in done.stdout, f"hostrt {' '.join(words)}: {done.stderr}"
+
+
+def test_the_matrix_file_the_workflow_uses_plans_its_cells() -> None:
+    from hostrt.matrix.cells import load_file, plan
+    from hostrt.platform import AcceleratorVerdict, HostInfo
+
+    assert any("--file ci/matrix.yaml" in line for line in _run_lines())
+    spec = load_file(REPO / "ci" / "matrix.yaml")
+    assert spec.volumes == [f"{(REPO / 'ci').resolve()}:/src:ro"]
+    runner = HostInfo(os="linux", kernel="runner", architecture="amd64", cgroup="v2",
+                      accelerator=AcceleratorVerdict(accelerator="kvm", candidate="kvm", reason="booted"))
+    cells = plan(spec, runner)
+    assert [(c.name, c.backend, c.skip_reason) for c in cells] == [
+        ("amd64-native", "native", None), ("amd64-vm", "lightvm", None), ("arm64-vm", "lightvm", None)]
+    jobs = _workflow()["jobs"]
+    assert "ubuntu" in jobs["cells"]["runs-on"]

@@ -88,7 +88,7 @@ def test_help_lists_only_working_commands() -> None:
     "command",
     [["run"], ["create"], ["ps"], ["logs"], ["exec"], ["inspect"], ["pull"], ["push"], ["images"], ["image", "build"],
      ["machine", "init"], ["machine", "ssh"], ["network", "create"], ["system", "prune"], ["system", "df"], ["port"],
-     ["cp"], ["top"]],
+     ["cp"], ["top"], ["matrix"], ["bench", "compare"]],
 )
 def test_every_command_has_working_help(command: list[str]) -> None:
     done = hostrt(*command, "--help")

@@ -199,8 +199,12 @@ def start_machine(root: Path, name: str, virt_type: VirtType) -> tuple[MachineDi
         if _alive(domain):
             domain.destroy()
         raise MachineError(f"machine {name} did not become ready: {err}\n--- console ---\n{machine.console_tail()}") from err
+    ready_seconds = time.monotonic() - started
     machine.write_run_record(RunRecord(domain_uuid=domain.UUIDString(), virt_type=virt_type, ssh_port=port,
-                                       started_at=time.time(), ready_seconds=time.monotonic() - started))
+                                       started_at=time.time(), ready_seconds=ready_seconds))
+    from backends.lightvm.start_stats import record_start
+
+    record_start(machine.path, "boot", ready_seconds, virt_type)
     return machine, client
 
 

@@ -1,0 +1,1 @@
+"""Benchmarks a user runs through the CLI (`hostrt bench compare`)."""
