@@ -13,6 +13,7 @@ from pydantic import BaseModel
 _STATE_TEXT = {
     "warm": "running, its host agent connected: the next run is a warm start",
     "stopped": "the next run boots it (a cold start)",
+    "saved": "stopped with its state saved: the next run restores it (a cold start without the boot)",
     "unknown": "a run record but no host agent: the next run reconnects, or boots it",
     "absent": "not created yet: the next run creates and boots it (a cold start)",
 }
@@ -30,6 +31,7 @@ class MachineCost(BaseModel):
     arch: str | None
     state: str
     boot: StartCost
+    resume: StartCost
     cold: StartCost
     warm: StartCost
 
@@ -67,9 +69,12 @@ def _one(label: str, cost: StartCost) -> str:
 
 def describe(cost: MachineCost) -> list[str]:
     """Two lines: the state, and the expected start, leading with the kind the next run pays."""
-    kinds = [("warm start", cost.warm), ("cold start", cost.cold), ("boot to SSH", cost.boot)]
-    if cost.state != "warm":
-        kinds = [kinds[1], kinds[2], kinds[0]]
+    kinds = [("warm start", cost.warm), ("cold start", cost.cold), ("boot to SSH", cost.boot),
+             ("resume to SSH", cost.resume)]
+    if cost.state == "saved":
+        kinds = [kinds[3], kinds[1], kinds[2], kinds[0]]
+    elif cost.state != "warm":
+        kinds = [kinds[1], kinds[2], kinds[3], kinds[0]]
     return [f"{cost.state}: {_STATE_TEXT[cost.state]}", "; ".join(_one(label, c) for label, c in kinds)]
 
 

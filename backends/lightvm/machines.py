@@ -226,8 +226,12 @@ def _resume(machine: MachineDir, conn: Any, root: Path, name: str, virt_type: st
         if domain is not None and _alive(domain):
             domain.destroy()
         return None
+    ready_seconds = time.monotonic() - started
     machine.write_run_record(RunRecord(domain_uuid=domain.UUIDString(), virt_type=virt_type, ssh_port=state.ssh_port,
-                                       started_at=time.time(), ready_seconds=time.monotonic() - started, resumed=True))
+                                       started_at=time.time(), ready_seconds=ready_seconds, resumed=True))
+    from backends.lightvm.start_stats import record_start
+
+    record_start(machine.path, "resume", ready_seconds, virt_type)
     return client
 
 

@@ -2,6 +2,7 @@
 
 Three kinds of sample, the last few of each:
   boot  - the domain booted until its guest accepted SSH (`machine start`, or a run that booted it);
+  resume - the same for a machine restored from the state `machine stop` saved;
   cold  - a `run` that had to boot the machine: from the command's start until the container
           was created in the guest (boot, runtime and layer shipping, bundle);
   warm  - the same on a machine that was already running.
@@ -22,8 +23,8 @@ from pydantic import BaseModel, Field
 from backends.lightvm.machine_dir import write_atomic
 from hostrt.locks import file_lock
 
-StartKind = Literal["boot", "cold", "warm"]
-KINDS: tuple[StartKind, ...] = ("boot", "cold", "warm")
+StartKind = Literal["boot", "resume", "cold", "warm"]
+KINDS: tuple[StartKind, ...] = ("boot", "resume", "cold", "warm")
 STATS_NAME = "starts.json"
 KEEP = 10  # samples per kind: enough for a median, small enough to follow a changed host
 
@@ -38,6 +39,7 @@ class StartStats(BaseModel):
     """The last samples of each kind, oldest first."""
 
     boot: list[StartSample] = Field(default_factory=list)
+    resume: list[StartSample] = Field(default_factory=list)
     cold: list[StartSample] = Field(default_factory=list)
     warm: list[StartSample] = Field(default_factory=list)
 
@@ -68,7 +70,7 @@ def record_start(machine_path: Path, kind: StartKind, seconds: float, virt_type:
         write_atomic(machine_path / STATS_NAME, stats.model_dump_json(indent=2).encode(), 0o644)
 
 
-MachineState = Literal["warm", "stopped", "unknown", "absent"]
+MachineState = Literal["warm", "saved", "stopped", "unknown", "absent"]
 
 
 def machine_state(machine_path: Path) -> MachineState:
@@ -78,7 +80,7 @@ def machine_state(machine_path: Path) -> MachineState:
     if not (machine_path / "machine.json").exists():
         return "absent"
     if not (machine_path / "run.json").exists():
-        return "stopped"
+        return "saved" if (machine_path / "saved.json").exists() else "stopped"
     try:
         os.kill(int((machine_path / "agent.pid").read_text()), 0)
     except (OSError, ValueError):

@@ -2,7 +2,8 @@
 """VM benchmark, side by side on this host (TCG here: read ratios, not seconds).
 
 cold: a bare QEMU boot of the guest kernel with a busybox initramfs that powers off at once,
-      vs `machine start` until SSH is ready, vs `run --rm busybox true` on a stopped machine;
+      vs `machine start` until SSH is ready, vs `run --rm busybox true` on a stopped machine,
+      each after `machine stop --poweroff` (a fresh boot) and after `machine stop` (state restored);
 warm: a paramiko exec of `true` on an open connection, vs `run --backend lightvm --rm busybox true`;
 size: guest image (raw, gzip), guest RAM in use at idle, QEMU's RSS on the host.
 
@@ -61,27 +62,34 @@ def main() -> int:
         hostrt("run", "--backend", "lightvm", "--rm", "busybox", "true", env=env)  # builds, boots, ships once
         machine = json.loads(hostrt("machine", "inspect", "default", env=env).stdout)
         kernel = Path(machine["boot"]["kernel"])
-        results: dict[str, list[float]] = {k: [] for k in ("bare", "ssh_ready", "first_run", "exec_true", "warm_run")}
+        rows = ("bare", "ssh_ready", "ssh_resumed", "first_run", "first_run_resumed", "exec_true", "warm_run")
+        results: dict[str, list[float]] = {k: [] for k in rows}
         from backends.lightvm.machines import existing, ssh_target
         from backends.lightvm.ssh import connect, run
 
+        def start_after(stop: tuple[str, ...], then: tuple[str, ...]) -> float:
+            hostrt("machine", "stop", *stop, "default", env=env)
+            return timed(lambda: hostrt(*then, env=env))
+
+        start, first_run = ("machine", "start", "default"), ("run", "--backend", "lightvm", "--rm", "busybox", "true")
         for _ in range(rounds):
             results["bare"].append(bare_boot(kernel, "ttyS0", work))
-            hostrt("machine", "stop", "default", env=env)
-            started = time.monotonic()
-            hostrt("machine", "start", "default", env=env)
-            results["ssh_ready"].append(time.monotonic() - started)
-            hostrt("machine", "stop", "default", env=env)
-            results["first_run"].append(timed(lambda: hostrt("run", "--backend", "lightvm", "--rm", "busybox", "true", env=env)))
+            results["ssh_ready"].append(start_after(("--poweroff",), start))  # a fresh boot
+            results["ssh_resumed"].append(start_after((), start))  # the idle guest's state saved and restored
+            results["first_run"].append(start_after(("--poweroff",), first_run))
+            results["first_run_resumed"].append(start_after((), first_run))
             os.environ["HOSTRT_ROOT"] = env["HOSTRT_ROOT"]
             client = connect(ssh_target(existing(work / "root" / "machines", "default")))
             results["exec_true"].append(timed(lambda: run(client, "true")))
             client.close()
-            results["warm_run"].append(timed(lambda: hostrt("run", "--backend", "lightvm", "--rm", "busybox", "true", env=env)))
+            results["warm_run"].append(timed(lambda: hostrt(*first_run, env=env)))
         median = {k: statistics.median(v) for k, v in results.items()}
-        print(f"cold: bare QEMU boot+poweroff {median['bare']:.1f} s | machine start to SSH ready "
-              f"{median['ssh_ready']:.1f} s ({median['ssh_ready'] / median['bare']:.2f}x) | run --rm true on a stopped "
-              f"machine {median['first_run']:.1f} s ({median['first_run'] / median['bare']:.2f}x)")
+        bare = median["bare"]
+        print(f"cold: bare QEMU boot+poweroff {bare:.1f} s | machine start to SSH ready: booted "
+              f"{median['ssh_ready']:.1f} s ({median['ssh_ready'] / bare:.2f}x), resumed {median['ssh_resumed']:.1f} s "
+              f"({median['ssh_resumed'] / bare:.2f}x) | run --rm true on a stopped machine: booted "
+              f"{median['first_run']:.1f} s ({median['first_run'] / bare:.2f}x), resumed "
+              f"{median['first_run_resumed']:.1f} s ({median['first_run_resumed'] / bare:.2f}x)")
         print(f"warm: paramiko exec true {median['exec_true'] * 1000:.0f} ms | run --backend lightvm --rm true "
               f"{median['warm_run']:.2f} s ({median['warm_run'] / median['exec_true']:.1f}x)")
         initramfs = kernel.with_name("initramfs.cpio")

@@ -40,6 +40,8 @@ def test_state_is_read_from_the_machine_files(tmp_path: Path) -> None:
     path = _machine(tmp_path)
     assert machine_state(tmp_path / "other") == "absent"
     assert machine_state(path) == "stopped"
+    (path / "saved.json").write_text("{}")
+    assert machine_state(path) == "saved", "stopped with its state saved: the next start restores it"
     (path / "run.json").write_text("{}")
     (path / "agent.pid").write_text("999999999")
     assert machine_state(path) == "unknown"
@@ -54,6 +56,11 @@ def test_descriptions_lead_with_the_cost_the_next_run_pays(tmp_path: Path) -> No
     state, starts = describe(machine_cost(tmp_path, "default-arm64"))
     assert state.startswith("stopped: the next run boots it")
     assert starts.startswith("cold start 60.0 s (median of last 2 runs)") and "warm start not measured yet" in starts
+    (path / "saved.json").write_text("{}")
+    record_start(path, "resume", 3.0)
+    state, starts = describe(machine_cost(tmp_path, "default-arm64"))
+    assert state.startswith("saved: ") and starts.startswith("resume to SSH 3.0 s")
+    (path / "saved.json").unlink()
     (path / "run.json").write_text("{}")
     (path / "agent.pid").write_text(str(os.getpid()))
     record_start(path, "warm", 4.0)
