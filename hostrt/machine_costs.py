@@ -69,12 +69,13 @@ def _one(label: str, cost: StartCost) -> str:
 
 def describe(cost: MachineCost) -> list[str]:
     """Two lines: the state, and the expected start, leading with the kind the next run pays."""
-    kinds = [("warm start", cost.warm), ("cold start", cost.cold), ("boot to SSH", cost.boot),
-             ("resume to SSH", cost.resume)]
+    kinds = [("warm start", cost.warm), ("cold start", cost.cold), ("boot to SSH", cost.boot)]
+    if cost.state != "warm":
+        kinds = [kinds[1], kinds[2], kinds[0]]
     if cost.state == "saved":
-        kinds = [kinds[3], kinds[1], kinds[2], kinds[0]]
-    elif cost.state != "warm":
-        kinds = [kinds[1], kinds[2], kinds[3], kinds[0]]
+        kinds.insert(0, ("resume to SSH", cost.resume))
+    elif cost.resume.samples:  # a machine that was never saved has nothing to say about resuming
+        kinds.append(("resume to SSH", cost.resume))
     return [f"{cost.state}: {_STATE_TEXT[cost.state]}", "; ".join(_one(label, c) for label, c in kinds)]
 
 
