@@ -17,6 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from backends.lightvm import guest_ports
+
 GUEST_ROOT = Path(os.environ.get("HOSTRT_ROOT", "/var/lib/hostrt-guest"))
 LAYERS = GUEST_ROOT / "layers"
 CONTAINERS = GUEST_ROOT / "containers"
@@ -92,6 +94,7 @@ def prepare(container_id: str) -> int:
             path.write_text(files[mount["destination"]])
             mount["source"] = str(path)
     (directory / "config.json").write_text(json.dumps(spec))
+    guest_ports.write(directory, request.get("publish", []))
     print(directory)
     return 0
 
@@ -111,16 +114,19 @@ def _mount_share(tag: str) -> None:
 def run(container_id: str) -> int:
     """Run attached to this SSH session's stdio; exit with the container's code."""
     from hostrt.engine import supervise
+    from hostrt.network.proxy import ThreadedProxy
 
     directory = CONTAINERS / container_id
     supervise.become_subreaper()
     runtime = _runtime()
+    ports = ThreadedProxy(directory)  # this session serves the published ports while the container runs
     pid = runtime.create(container_id, directory, directory / supervise.PID_FILE, sys.stdin.fileno(),
                          sys.stdout.fileno(), sys.stderr.fileno())
     for sig in supervise.FORWARDED_SIGNALS:
         signal.signal(sig, lambda signum, _frame: os.kill(pid, signum))
     runtime.start(container_id)
     _, status = os.waitpid(pid, 0)
+    ports.close()
     code = supervise.exit_code_of(status)
     supervise.write_exit(directory, code, supervise.oom_killed(container_id))
     runtime.delete(container_id, force=True)

@@ -144,9 +144,26 @@ class LightVMBackend:
         spec = build_spec(image.config, record.options, passwd_root, record.id, files)
         spec["root"]["path"] = str(guest_dir / "rootfs")
         shares = self._volumes_through_shares(record, spec)
+        publish = self._plan_ports(record)
         self._call(record, "prepare", record.id,
-                   stdin=json.dumps({"spec": spec, "layers": hexes, "shares": shares}).encode())
+                   stdin=json.dumps({"spec": spec, "layers": hexes, "shares": shares, "publish": publish}).encode())
         return spec["process"]["args"]
+
+    def _plan_ports(self, record: ContainerRecord) -> list[dict]:
+        from backends.lightvm import ports
+        from backends.lightvm.machines import domain_prefix
+
+        if not record.options.publish:
+            return []
+        domain = domain_prefix(self.paths.machines) + (record.machine or "")
+        return ports.plan(self.paths.containers / record.id, domain, record.options.publish)
+
+    def _forwards(self, record: ContainerRecord, up: bool) -> None:
+        """QEMU's host forwards of the container's published ports, made or removed (see ports.py)."""
+        from backends.lightvm import ports
+
+        if record.options.publish:
+            (ports.open_forwards if up else ports.close_forwards)(self.paths.containers / record.id)
 
     def _volumes_through_shares(self, record: ContainerRecord, spec: dict) -> list[str]:
         """Point each `-v` bind at the guest's mount of the 9p share holding its host path."""
@@ -168,6 +185,7 @@ class LightVMBackend:
     def run_attached(self, record: ContainerRecord, interactive: bool) -> int:
         """Stream the container's output from the guest; Ctrl-C and SIGTERM reach it through the agent."""
         session, agent = self._agent(record)
+        self._forwards(record, up=True)
         self.on_started(record, 0)
 
         def forward(signum: int, _frame: object) -> None:
@@ -182,6 +200,7 @@ class LightVMBackend:
         finally:
             for sig, handler in previous.items():
                 signals.signal(sig, handler)
+            self._forwards(record, up=False)
         return code  # a failed start was already reported on stderr by the guest, as 125/126/127
 
     def _signal_quietly(self, record: ContainerRecord, name: str) -> None:
@@ -191,7 +210,12 @@ class LightVMBackend:
             pass
 
     def start_detached(self, record: ContainerRecord) -> int:
-        reply = json.loads(self._call(record, "start", record.id, "tty" if record.options.tty else "notty"))
+        self._forwards(record, up=True)
+        try:
+            reply = json.loads(self._call(record, "start", record.id, "tty" if record.options.tty else "notty"))
+        except BaseException:
+            self._forwards(record, up=False)
+            raise
         return int(reply.get("pid") or 0)
 
     def signal(self, record: ContainerRecord, signal: str, all_processes: bool = False) -> None:
@@ -201,9 +225,11 @@ class LightVMBackend:
         try:
             state = json.loads(self._call(record, "state", record.id))
         except GuestError:
+            self._forwards(record, up=False)
             return {"exit_code": 255, "oom_killed": False, "finished_at": time.time()}  # the machine is gone
         if state["running"]:
             return None
+        self._forwards(record, up=False)
         return state["ended"] or {"exit_code": 255, "oom_killed": False, "finished_at": time.time()}
 
     def pause(self, record: ContainerRecord, resume: bool) -> None:
@@ -228,6 +254,7 @@ class LightVMBackend:
         return parse(self._call(record, "logs", record.id).decode(errors="replace"))
 
     def delete(self, record: ContainerRecord) -> None:
+        self._forwards(record, up=False)
         try:
             self._call(record, "remove", record.id)
         except GuestError:
