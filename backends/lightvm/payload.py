@@ -24,7 +24,7 @@ GUEST_MODULES = (
     "hostrt/engine/__init__.py", "hostrt/engine/monitor.py", "hostrt/engine/monitor_client.py",
     "hostrt/engine/supervise.py", "hostrt/engine/runtime_cli.py", "hostrt/engine/snapshot.py",
     "hostrt/engine/console.py", "hostrt/engine/logfile.py", "hostrt/engine/failpoints.py",
-    "hostrt/network/__init__.py", "hostrt/network/proxy.py", "hostrt/network/ports.py", "hostrt/network/enter.py", "hostrt/images/__init__.py", "hostrt/images/errors.py", "hostrt/images/unpack.py",
+    "hostrt/network/__init__.py", "hostrt/network/proxy.py", "hostrt/network/ports.py", "hostrt/network/enter.py", "hostrt/network/takeover.py", "hostrt/images/__init__.py", "hostrt/images/errors.py", "hostrt/images/unpack.py",
     "backends/__init__.py", "backends/lightvm/__init__.py", "backends/lightvm/guest_agent.py",
     "backends/lightvm/guest_ports.py",
 )

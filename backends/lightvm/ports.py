@@ -20,6 +20,7 @@ import socket
 from pathlib import Path
 
 from backends.lightvm.guest_ports import GUEST_ADDRESS
+from hostrt.engine import failpoints
 from hostrt.errors import HostrtError, UsageError
 
 PLAN_FILE = "vmports.json"
@@ -99,6 +100,7 @@ def open_forwards(container_dir: Path) -> None:
             raise PortForwardError(f"cannot publish {LOOPBACK}:{port['host_port']}/{port['protocol']}: "
                                    f"the port is taken on the host ({output.splitlines()[0]})")
         made.append(port)
+        failpoints.reached("vm-after-forward")
     (container_dir / PUBLISHED_FILE).write_text(json.dumps(state["ports"]))
 
 

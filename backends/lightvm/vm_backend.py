@@ -9,6 +9,7 @@ store; the bundle is assembled and run there by `guest_agent.py`.
 from __future__ import annotations
 
 import json
+import os
 import shlex
 import signal as signals
 import sys
@@ -23,6 +24,7 @@ from hostrt.errors import HostrtError, UsageError, start_failure
 from hostrt.paths import Paths
 
 GUEST_CONTAINERS = "/var/lib/hostrt-guest/containers"
+ATTACHED_FILE = "attached.pid"  # the hostrt process running the container in the foreground
 GUEST_SHARES = "/mnt/hostrt"  # where the guest mounts the machine's 9p shares (share0, share1, ...)
 
 
@@ -186,6 +188,8 @@ class LightVMBackend:
         """Stream the container's output from the guest; Ctrl-C and SIGTERM reach it through the agent."""
         session, agent = self._agent(record)
         self._forwards(record, up=True)
+        attached = self.paths.containers / record.id / ATTACHED_FILE
+        attached.write_text(str(os.getpid()))
         self.on_started(record, 0)
 
         def forward(signum: int, _frame: object) -> None:
@@ -201,6 +205,7 @@ class LightVMBackend:
             for sig, handler in previous.items():
                 signals.signal(sig, handler)
             self._forwards(record, up=False)
+            attached.unlink(missing_ok=True)
         return code  # a failed start was already reported on stderr by the guest, as 125/126/127
 
     def _signal_quietly(self, record: ContainerRecord, name: str) -> None:
@@ -227,10 +232,18 @@ class LightVMBackend:
         except GuestError:
             self._forwards(record, up=False)
             return {"exit_code": 255, "oom_killed": False, "finished_at": time.time()}  # the machine is gone
-        if state["running"]:
-            return None
+        if state["running"] or (state["pid"] is None and state["ended"] is None and self._attached_run_alive(record)):
+            return None  # (an attached run whose guest side has not made the container yet)
         self._forwards(record, up=False)
         return state["ended"] or {"exit_code": 255, "oom_killed": False, "finished_at": time.time()}
+
+    def _attached_run_alive(self, record: ContainerRecord) -> bool:
+        from hostrt.engine.supervise import pid_exists
+
+        try:
+            return pid_exists(int((self.paths.containers / record.id / ATTACHED_FILE).read_text()))
+        except (OSError, ValueError):
+            return False
 
     def pause(self, record: ContainerRecord, resume: bool) -> None:
         self._call(record, "pause", record.id, "resume" if resume else "pause")

@@ -1,7 +1,7 @@
 """Benchmark: 100 MB from a container's busybox httpd to the host, through each way in.
 
 Run by hand as root (about a minute; builds the busybox image unless --root has it):
-    HOSTRT_RUNTIME=runc .venv/bin/python tests/bench/bench_network.py [--mb 100] [--runs 3]
+    HOSTRT_RUNTIME=runc .venv/bin/python tests/bench/bench_network.py [--mb 100] [--runs 3] [--vm]
 
 The same server (busybox httpd) and client (a Python socket reading to EOF) on:
   loopback   httpd on the host at 127.0.0.1, no container (the reference)
@@ -9,6 +9,9 @@ The same server (busybox httpd) and client (a Python socket reading to EOF) on:
   dnat       127.0.0.1:PORT -> an iptables DNAT rule (+ route_localnet, SNAT) -> container,
              installed by this script for the run and removed after (the alternative design)
   direct     the container's bridge address, routed by the host kernel (no translation)
+  vm         (--vm) 127.0.0.1:PORT -> QEMU's user-net forward -> the guest's proxy -> a container in
+             the `default` machine (booted if needed: minutes under TCG); its file is made in the
+             guest, so no shared folder is measured
 Prints the best of N runs in MB/s and each path's ratio to loopback.
 """
 
@@ -26,7 +29,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[2]
 BRIDGE, SUBNET = "hrtbench0", "10.231.250.0/24"
-PUBLISHED, LOOPBACK, DNAT = 18931, 18932, 18933
+PUBLISHED, LOOPBACK, DNAT, VM = 18931, 18932, 18933, 18934
 
 
 def fetch(host: str, port: int) -> int:
@@ -61,6 +64,27 @@ def wait_for(host: str, port: int) -> None:
     raise SystemExit(f"nothing answers on {host}:{port}")
 
 
+def wait_for_file(host: str, port: int, size: int, timeout: float = 600) -> None:
+    """Until a GET returns the whole file (a QEMU forward accepts before anything serves behind it)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if fetch(host, port) > size:
+                return
+        except OSError:
+            pass
+        time.sleep(1)
+    raise SystemExit(f"{host}:{port} did not serve the file")
+
+
+def vm_rate(hostrt, name: str, mb: int, runs: int) -> float:  # noqa: ANN001
+    """The same 100 MB from a busybox httpd in a VM container through its published port."""
+    hostrt("run", "--backend", "lightvm", "-d", "--name", name, "-p", f"127.0.0.1:{VM}:80", "busybox", "sh", "-c",
+           f"mkdir /www && dd if=/dev/zero of=/www/f bs=1M count={mb} 2>/dev/null && exec httpd -f -p 80 -h /www")
+    wait_for_file("127.0.0.1", VM, mb << 20)
+    return best_rate("127.0.0.1", VM, mb << 20, runs)
+
+
 def iptables(action: str, *rule: str) -> None:
     subprocess.run(["iptables", "-w", "-t", "nat", action, *rule], check=action != "-D", capture_output=True)
 
@@ -70,6 +94,7 @@ def main() -> int:
     parser.add_argument("--mb", type=int, default=100)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--root", type=Path, help="a hostrt root that already has the busybox image")
+    parser.add_argument("--vm", action="store_true", help="also through a VM container (lightvm backend)")
     args = parser.parse_args()
     size = args.mb << 20
     root = args.root or Path(tempfile.mkdtemp(prefix="hostrt-bench-"))
@@ -106,12 +131,14 @@ def main() -> int:
                  "published": best_rate("127.0.0.1", PUBLISHED, size, args.runs),
                  "dnat": best_rate("127.0.0.1", DNAT, size, args.runs),
                  "direct": best_rate(address, 80, size, args.runs)}
+        if args.vm:
+            rates["vm"] = vm_rate(hostrt, f"{name}-vm", args.mb, args.runs)
     finally:
         for rule in rules:
             iptables("-D", *rule)
         host_httpd.terminate()
         host_httpd.wait()
-        subprocess.run([sys.executable, "-m", "hostrt", "rm", "-f", name], env=env, capture_output=True)
+        subprocess.run([sys.executable, "-m", "hostrt", "rm", "-f", name, f"{name}-vm"], env=env, capture_output=True)
         (www / "f").unlink()
         www.rmdir()
     print(f"{args.mb} MB, best of {args.runs}:")
