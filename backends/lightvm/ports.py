@@ -73,7 +73,7 @@ def _hmp(domain: str, command: str) -> str:
     import libvirt
     import libvirt_qemu
 
-    from backends.lightvm.machines import open_libvirt
+    from backends.lightvm.libvirt_conn import open_libvirt
 
     try:
         found = open_libvirt().lookupByName(domain)

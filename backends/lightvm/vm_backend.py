@@ -152,11 +152,11 @@ class LightVMBackend:
         return spec["process"]["args"]
 
     def _plan_ports(self, record: ContainerRecord) -> list[dict]:
-        from backends.lightvm import ports
-        from backends.lightvm.machines import domain_prefix
-
         if not record.options.publish:
             return []
+        from backends.lightvm import ports
+        from backends.lightvm.libvirt_conn import domain_prefix
+
         domain = domain_prefix(self.paths.machines) + (record.machine or "")
         return ports.plan(self.paths.containers / record.id, domain, record.options.publish)
 

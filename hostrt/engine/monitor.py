@@ -9,7 +9,8 @@ and removes `--rm` containers. Standard library only, to stay small.
 
 Requests arrive as one JSON line on a unix socket: {"op": "start", "id": ..., "dir": ...,
 "auto_remove": bool}; the reply is {"ok": true, "pid": N} or {"ok": false, "error": ...}.
-It exits after a minute with nothing to watch.
+It exits after a minute with nothing to watch. Started after one was SIGKILLed, it serves
+again the published ports of the containers that outlived it (`hostrt.network.takeover`).
 """
 
 from __future__ import annotations

@@ -99,7 +99,7 @@ def vm_rates(hostrt, root: Path, name: str, mb: int, runs: int) -> dict[str, flo
     where the time goes, a QEMU forward straight to an httpd in the guest, no container and no
     guest proxy (`vm-forward`), and that httpd read over the guest's own loopback (`guest-lo`).
     The files are made in the guest (zeros), so no shared folder is measured."""
-    from backends.lightvm.machines import domain_prefix
+    from backends.lightvm.libvirt_conn import domain_prefix
     from backends.lightvm.ports import _hmp
 
     size = mb << 20
