@@ -7,9 +7,10 @@ The guest listens on the host port's own number: the host port is unique on the 
 binds it), so it is unique in the guest too, and nothing needs to be read back from the
 guest before the forward is made. Forwards listen on 127.0.0.1 only (a VM's ports are the
 user's, not the LAN's). `vmports.json` in the host container directory holds the plan (made
-at create: a port 0 gets a free port then, kept across restarts) and whether the forwards
-are up; it is written before QEMU is asked, so `system prune` can remove forwards a killed
-hostrt left behind.
+at create: a port 0 gets a free port then, kept across restarts) and the forwards that are
+up, each listed before QEMU is asked for it, so `system prune` can remove forwards a killed
+hostrt left behind; a forward QEMU refused is dropped from the list at once (that port's
+rule may be another container's, and must not be removed with this one).
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def plan(container_dir: Path, domain: str, publish: list[dict]) -> list[dict]:
         kind = socket.SOCK_STREAM if spec["protocol"] == "tcp" else socket.SOCK_DGRAM
         ports.append({**spec, "host_ip": LOOPBACK, "host_port": spec["host_port"] or _free_port(kind)})
     if ports:
-        _save(container_dir, {"domain": domain, "ports": ports, "active": False})
+        _save(container_dir, {"domain": domain, "ports": ports, "up": []})
     return ports
 
 
@@ -79,42 +80,52 @@ def _hmp(domain: str, command: str) -> str:
         found = open_libvirt().lookupByName(domain)
         return libvirt_qemu.qemuMonitorCommand(found, command, libvirt_qemu.VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP).strip()
     except libvirt.libvirtError as err:
-        return err.get_error_message() or "the machine is not running"
+        raise PortForwardError(f"cannot forward ports into machine {domain}: {err.get_error_message()}") from None
 
 
 def open_forwards(container_dir: Path) -> None:
     """Make every planned forward, or none (a taken port: one-line error, the others removed)."""
     from backends.lightvm.domain import NET_ID
 
+    close_forwards(container_dir)  # any left up by a hostrt killed during an earlier start
     state = _load(container_dir)
     if state is None:
         return
-    _save(container_dir, {**state, "active": True})  # before QEMU holds anything
-    made = []
     for port in state["ports"]:
-        output = _hmp(state["domain"], f"hostfwd_add {NET_ID} {_rule(port)}-{GUEST_ADDRESS}:{port['host_port']}")
-        if output:
-            for done in made:
-                _hmp(state["domain"], f"hostfwd_remove {NET_ID} {_rule(done)}")
-            _save(container_dir, {**state, "active": False})
-            raise PortForwardError(f"cannot publish {LOOPBACK}:{port['host_port']}/{port['protocol']}: "
-                                   f"the port is taken on the host ({output.splitlines()[0]})")
-        made.append(port)
+        up = state["up"]
+        state["up"] = [*up, port]
+        _save(container_dir, state)  # before QEMU holds it
+        failure = None
+        try:
+            output = _hmp(state["domain"], f"hostfwd_add {NET_ID} {_rule(port)}-{GUEST_ADDRESS}:{port['host_port']}")
+            if output:
+                failure = PortForwardError(f"cannot publish {LOOPBACK}:{port['host_port']}/{port['protocol']}: "
+                                           f"the port is taken on the host ({output.splitlines()[0]})")
+        except PortForwardError as err:
+            failure = err
+        if failure is not None:
+            state["up"] = up  # not ours: the rule of that port may be another container's
+            _save(container_dir, state)
+            close_forwards(container_dir)
+            raise failure
         failpoints.reached("vm-after-forward")
     (container_dir / PUBLISHED_FILE).write_text(json.dumps(state["ports"]))
 
 
 def close_forwards(container_dir: Path) -> bool:
-    """Remove the container's forwards if they are up (each removal may already be done); whether any were."""
+    """Remove the container's forwards that are up (each removal may already be done); whether there were any."""
     from backends.lightvm.domain import NET_ID
 
     state = _load(container_dir)
     (container_dir / PUBLISHED_FILE).unlink(missing_ok=True)
-    if state is None or not state["active"]:
+    if state is None or not state["up"]:
         return False
-    for port in state["ports"]:
-        _hmp(state["domain"], f"hostfwd_remove {NET_ID} {_rule(port)}")  # "not found" once the machine restarted
-    _save(container_dir, {**state, "active": False})
+    for port in state["up"]:
+        try:  # "not found" for a port whose add failed, or once the machine restarted; fine
+            _hmp(state["domain"], f"hostfwd_remove {NET_ID} {_rule(port)}")
+        except PortForwardError:
+            break  # the machine is gone, and its forwards with it
+    _save(container_dir, {**state, "up": []})
     return True
 
 

@@ -215,6 +215,7 @@ class LightVMBackend:
             pass
 
     def start_detached(self, record: ContainerRecord) -> int:
+        self._agent(record)  # a machine that is not running fails here, before any forward
         self._forwards(record, up=True)
         try:
             reply = json.loads(self._call(record, "start", record.id, "tty" if record.options.tty else "notty"))

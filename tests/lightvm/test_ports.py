@@ -19,7 +19,7 @@ def test_ports_are_fixed_to_loopback_and_given_a_host_port(tmp_path: Path) -> No
         [("127.0.0.1", 80, "tcp"), ("127.0.0.1", 53, "udp")]
     assert planned[0]["host_port"] == 8080 and 0 < planned[1]["host_port"] < 65536
     saved = json.loads((tmp_path / ports.PLAN_FILE).read_text())
-    assert saved == {"domain": "hostrt-x-default", "ports": planned, "active": False}
+    assert saved == {"domain": "hostrt-x-default", "ports": planned, "up": []}
 
 
 def test_other_host_addresses_are_refused(tmp_path: Path) -> None:
