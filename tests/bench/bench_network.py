@@ -180,8 +180,8 @@ def main() -> int:
         www.rmdir()
     print(f"{args.mb} MB, best of {args.runs}:")
     for path, rate in rates.items():
-        in_guest = f"   to the guest's loopback {rate / rates['guest-lo']:.2f}" if path.startswith("vm") else ""
-        print(f"  {path:10s} {rate:8.0f} MB/s   ratio to loopback {rate / rates['loopback']:.2f}{in_guest}")
+        in_guest = f"   to the guest's loopback {rate / rates['guest-lo']:.3f}" if path.startswith("vm") else ""
+        print(f"  {path:10s} {rate:8.0f} MB/s   ratio to loopback {rate / rates['loopback']:.3f}{in_guest}")
     return 0
 
 
