@@ -154,6 +154,8 @@ def state(container_id: str) -> int:
     pid_file = directory / supervise.PID_FILE
     pid = int(pid_file.read_text()) if pid_file.exists() else None
     running = ended is None and pid is not None and supervise.pid_exists(pid)
+    if running:
+        guest_ports.keep_served(container_id, directory, GUEST_ROOT, _runtime)
     print(json.dumps({"running": running, "pid": pid, "ended": ended, "exists": directory.is_dir()}))
     return 0
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from pathlib import Path
 
 GUEST_ADDRESS = "10.0.2.15"  # the fixed address the guest's /init gives eth0 on QEMU's user network
@@ -27,3 +28,17 @@ def write(container_dir: Path, ports: list[dict]) -> None:
     temp = container_dir / (NETWORK_FILE + ".tmp")
     temp.write_text(json.dumps(attachment))
     os.replace(temp, container_dir / NETWORK_FILE)
+
+
+def keep_served(container_id: str, directory: Path, root: Path, runtime: Callable) -> None:
+    """Restart the guest's monitor if it died while serving this running container's ports:
+    the new one takes them over (hostrt.network.takeover), as on the host."""
+    if not (directory / "published.json").exists():
+        return
+    from hostrt.network.takeover import served
+
+    if container_id in served(root / "run"):
+        from hostrt.engine.monitor_client import ensure_monitor
+        from hostrt.paths import Paths
+
+        ensure_monitor(Paths(root=root, run=root / "run"), runtime())

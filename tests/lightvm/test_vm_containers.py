@@ -229,3 +229,20 @@ def test_an_exited_vm_container_and_a_killed_hostrt_leave_no_forward(vm_hostrt: 
     prune = vm_hostrt.ok("system", "prune", timeout=300)
     assert _listeners(port) == [], prune
     assert _status(vm_hostrt, "vmcrash") is None
+
+
+def test_vm_ports_come_back_after_the_guest_monitor_is_killed(vm_hostrt: Hostrt) -> None:
+    port = _free_port()
+    cid = vm_hostrt.ok("run", "--backend", "lightvm", "-d", "--name", "vmtake", "-p", f"127.0.0.1:{port}:80", "busybox",
+                       "httpd", "-f", "-p", "80", "-h", "/etc", timeout=900).strip()
+    try:
+        assert _get(port) == cid[:12] + "\n"
+        # (the pattern does not match this shell's own command line)
+        vm_hostrt.ok("machine", "ssh", "default", "--", "for p in /proc/[0-9]*; do grep -q 'engine[.]monitor' "
+                     "$p/cmdline 2>/dev/null && kill -9 ${p#/proc/}; done; true")
+        with pytest.raises((OSError, http.client.HTTPException)):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/hostname", timeout=20).read()
+        assert _status(vm_hostrt, "vmtake") == "running", "the container outlived the guest's monitor"
+        assert _get(port, timeout=30) == cid[:12] + "\n", "the restarted guest monitor serves the port again"
+    finally:
+        vm_hostrt("rm", "-f", "vmtake", timeout=300)
