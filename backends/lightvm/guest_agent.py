@@ -17,6 +17,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from backends.lightvm import guest_ports
+
 GUEST_ROOT = Path(os.environ.get("HOSTRT_ROOT", "/var/lib/hostrt-guest"))
 LAYERS = GUEST_ROOT / "layers"
 CONTAINERS = GUEST_ROOT / "containers"
@@ -94,6 +96,7 @@ def prepare(container_id: str) -> int:
             path.write_text(files[mount["destination"]])
             mount["source"] = str(path)
     (directory / "config.json").write_text(json.dumps(spec))
+    guest_ports.write(directory, request.get("publish", []))
     print(directory)
     return 0
 
@@ -116,10 +119,12 @@ def run(container_id: str, tty: str = "notty", rows: str = "0", cols: str = "0")
     With "tty" the container gets a pty of the given size: its output comes back on stdout,
     stdin goes to it (Ctrl-C arrives as a byte, as with docker -it), `resize` changes its size."""
     from hostrt.engine import supervise
+    from hostrt.network.proxy import ThreadedProxy
 
     directory = CONTAINERS / container_id
     supervise.become_subreaper()
     runtime = _runtime()
+    ports = ThreadedProxy(directory)  # this session serves the published ports while the container runs
     master = None
     if tty == "tty":
         from hostrt.engine import console
@@ -141,6 +146,7 @@ def run(container_id: str, tty: str = "notty", rows: str = "0", cols: str = "0")
 
         console.relay(master, True, lambda chunk: _write_all(1, chunk))
     _, status = os.waitpid(pid, 0)
+    ports.close()
     code = supervise.exit_code_of(status)
     supervise.write_exit(directory, code, supervise.oom_killed(container_id))
     runtime.delete(container_id, force=True)
@@ -204,6 +210,8 @@ def state(container_id: str) -> int:
     pid_file = directory / supervise.PID_FILE
     pid = int(pid_file.read_text()) if pid_file.exists() else None
     running = ended is None and pid is not None and supervise.pid_exists(pid)
+    if running:
+        guest_ports.keep_served(container_id, directory, GUEST_ROOT, _runtime)
     print(json.dumps({"running": running, "pid": pid, "ended": ended, "exists": directory.is_dir()}))
     return 0
 

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from backends.lightvm import keys, suspend
 from backends.lightvm.domain import BootFiles, SharedDir, render_domain
+from backends.lightvm.libvirt_conn import DOMAIN_PREFIX, domain_prefix, libvirt_uri, open_libvirt  # noqa: F401
 from backends.lightvm.machine_dir import BootRecord, MachineDir, RunRecord, as_json, write_atomic
 from backends.lightvm.settings import GUEST_ARCH_FACTS, MachineSettings, VirtType
 from backends.lightvm.ssh import SshTarget, run, wait_ready
@@ -29,15 +30,6 @@ if TYPE_CHECKING:
 
     from backends.lightvm.guest_image import GuestImage
 
-DOMAIN_PREFIX = "hostrt-"
-
-
-def domain_prefix(root: Path) -> str:
-    """`hostrt-<tag>-`: one libvirtd serves every hostrt root on the host (a user's, a test's),
-    so domain names carry a tag of the machines directory and never collide."""
-    import hashlib
-
-    return f"{DOMAIN_PREFIX}{hashlib.sha256(str(root.resolve()).encode()).hexdigest()[:8]}-"
 # Time for a guest to accept SSH: TCG boots take 10-20 s for amd64, several times more for arm64.
 READY_TIMEOUT = {"kvm": 60.0, "hvf": 60.0, "whpx": 60.0, "qemu": 240.0}
 ARM64_TCG_FACTOR = 3
@@ -56,29 +48,6 @@ class MachineStatus:
     state: str  # running, stopped, orphan (a domain without a machine directory)
     ssh_port: int | None
     virt_type: str | None
-
-
-def libvirt_uri() -> str:
-    """The system daemon for root, the user's session daemon otherwise."""
-    override = os.environ.get("HOSTRT_LIBVIRT_URI")
-    if override:
-        return override
-    return "qemu:///system" if os.geteuid() == 0 else "qemu:///session"
-
-
-def open_libvirt() -> "libvirt.virConnect":
-    """Connect to libvirtd, turning a missing binding or daemon into a one-line error."""
-    try:
-        import libvirt
-    except ImportError as err:
-        raise BackendUnavailableError("libvirt-python is not installed: pip install 'hostrt[vm]'") from err
-    libvirt.registerErrorHandler(lambda _ctx, _err: None, None)  # errors arrive as exceptions; no stderr noise
-    try:
-        return libvirt.open(libvirt_uri())
-    except libvirt.libvirtError as err:
-        raise BackendUnavailableError(
-            f"cannot connect to libvirtd at {libvirt_uri()}: {err.get_error_message()} (start it: ci/services)"
-        ) from err
 
 
 def machine_dir(root: Path, name: str) -> MachineDir:

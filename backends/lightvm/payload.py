@@ -25,9 +25,9 @@ GUEST_MODULES = (
     "hostrt/engine/supervise.py", "hostrt/engine/runtime_cli.py", "hostrt/engine/runtime_fork.py",
     "hostrt/engine/snapshot.py",
     "hostrt/engine/console.py", "hostrt/engine/logfile.py", "hostrt/engine/failpoints.py",
-    "hostrt/network/__init__.py", "hostrt/network/proxy.py", "hostrt/network/ports.py", "hostrt/images/__init__.py", "hostrt/images/errors.py", "hostrt/images/unpack.py",
+    "hostrt/network/__init__.py", "hostrt/network/proxy.py", "hostrt/network/ports.py", "hostrt/network/enter.py", "hostrt/network/takeover.py", "hostrt/images/__init__.py", "hostrt/images/errors.py", "hostrt/images/unpack.py",
     "backends/__init__.py", "backends/lightvm/__init__.py", "backends/lightvm/guest_agent.py",
-    "backends/lightvm/guestd.py",
+    "backends/lightvm/guestd.py", "backends/lightvm/guest_ports.py",
 )
 RUNTIME_LAUNCHER = '#!/bin/sh\nPYTHONPATH="$(dirname "$0")" exec python3 -S -m backends.linux_native "$@"\n'
 

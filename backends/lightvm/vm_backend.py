@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import signal as signals
 import sys
 import threading
@@ -24,6 +25,7 @@ from hostrt.errors import HostrtError, UsageError, start_failure
 from hostrt.paths import Paths
 
 GUEST_CONTAINERS = "/var/lib/hostrt-guest/containers"
+ATTACHED_FILE = "attached.pid"  # the hostrt process running the container in the foreground
 GUEST_SHARES = "/mnt/hostrt"  # where the guest mounts the machine's 9p shares (share0, share1, ...)
 
 
@@ -175,9 +177,26 @@ class LightVMBackend:
         spec = build_spec(image.config, record.options, passwd_root, record.id, files)
         spec["root"]["path"] = str(guest_dir / "rootfs")
         shares = self._volumes_through_shares(record, spec)
+        publish = self._plan_ports(record)
         self._call(record, "prepare", record.id,
-                   stdin=json.dumps({"spec": spec, "layers": hexes, "shares": shares}).encode())
+                   stdin=json.dumps({"spec": spec, "layers": hexes, "shares": shares, "publish": publish}).encode())
         return spec["process"]["args"]
+
+    def _plan_ports(self, record: ContainerRecord) -> list[dict]:
+        if not record.options.publish:
+            return []
+        from backends.lightvm import ports
+        from backends.lightvm.libvirt_conn import domain_prefix
+
+        domain = domain_prefix(self.paths.machines) + (record.machine or "")
+        return ports.plan(self.paths.containers / record.id, domain, record.options.publish)
+
+    def _forwards(self, record: ContainerRecord, up: bool) -> None:
+        """QEMU's host forwards of the container's published ports, made or removed (see ports.py)."""
+        from backends.lightvm import ports
+
+        if record.options.publish:
+            (ports.open_forwards if up else ports.close_forwards)(self.paths.containers / record.id)
 
     def _volumes_through_shares(self, record: ContainerRecord, spec: dict) -> list[str]:
         """Point each `-v` bind at the guest's mount of the 9p share holding its host path."""
@@ -200,6 +219,9 @@ class LightVMBackend:
         """Stream the container's output from the guest; Ctrl-C and SIGTERM reach it through the agent.
         With -t the container has a pty in the guest and our terminal is raw, as with native -t."""
         session, code_dir = self._agent(record)
+        self._forwards(record, up=True)
+        attached = self.paths.containers / record.id / ATTACHED_FILE
+        attached.write_text(str(os.getpid()))
         self.on_started(record, 0)
 
         def forward(signum: int, _frame: object) -> None:
@@ -222,6 +244,8 @@ class LightVMBackend:
         finally:
             for sig, handler in previous.items():
                 signals.signal(sig, handler)
+            self._forwards(record, up=False)
+            attached.unlink(missing_ok=True)
         return code  # a failed start was already reported on stderr by the guest, as 125/126/127
 
     def _resize_quietly(self, record: ContainerRecord) -> None:
@@ -237,7 +261,13 @@ class LightVMBackend:
             pass
 
     def start_detached(self, record: ContainerRecord) -> int:
-        reply = json.loads(self._call(record, "start", record.id, "tty" if record.options.tty else "notty"))
+        self._agent(record)  # a machine that is not running fails here, before any forward
+        self._forwards(record, up=True)
+        try:
+            reply = json.loads(self._call(record, "start", record.id, "tty" if record.options.tty else "notty"))
+        except BaseException:
+            self._forwards(record, up=False)
+            raise
         return int(reply.get("pid") or 0)
 
     def signal(self, record: ContainerRecord, signal: str, all_processes: bool = False) -> None:
@@ -247,10 +277,20 @@ class LightVMBackend:
         try:
             state = json.loads(self._call(record, "state", record.id))
         except GuestError:
+            self._forwards(record, up=False)
             return {"exit_code": 255, "oom_killed": False, "finished_at": time.time()}  # the machine is gone
-        if state["running"]:
-            return None
+        if state["running"] or (state["pid"] is None and state["ended"] is None and self._attached_run_alive(record)):
+            return None  # (an attached run whose guest side has not made the container yet)
+        self._forwards(record, up=False)
         return state["ended"] or {"exit_code": 255, "oom_killed": False, "finished_at": time.time()}
+
+    def _attached_run_alive(self, record: ContainerRecord) -> bool:
+        from hostrt.engine.supervise import pid_exists
+
+        try:
+            return pid_exists(int((self.paths.containers / record.id / ATTACHED_FILE).read_text()))
+        except (OSError, ValueError):
+            return False
 
     def pause(self, record: ContainerRecord, resume: bool) -> None:
         self._call(record, "pause", record.id, "resume" if resume else "pause")
@@ -273,6 +313,7 @@ class LightVMBackend:
         return parse(self._call(record, "logs", record.id).decode(errors="replace"))
 
     def delete(self, record: ContainerRecord) -> None:
+        self._forwards(record, up=False)
         try:
             self._call(record, "remove", record.id)
         except GuestError:

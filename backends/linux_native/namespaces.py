@@ -8,6 +8,7 @@ from backends.linux_native import syscalls
 from backends.linux_native.tables import NAMESPACES
 
 CLONE_NEWUSER = NAMESPACES["user"][0]
+CLONE_NEWNET = NAMESPACES["network"][0]
 
 
 def join(paths: dict[str, str]) -> None:

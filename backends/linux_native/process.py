@@ -45,6 +45,10 @@ def _intermediate(chan: Channel, join: dict[str, str], new_flags: int, new_user:
             os.setresuid(0, 0, 0)
         if new_flags:
             syscalls.unshare(new_flags)
+        if new_flags & namespaces.CLONE_NEWNET:
+            from backends.linux_native import loopback
+
+            loopback.bring_up()
         pid = os.fork()
         if pid == 0:
             try:

@@ -42,6 +42,11 @@ def umount2(target: str, flags: int = 0) -> None:
     _check(_libc.umount2(target.encode(), flags), f"umount {target}", target)
 
 
+def socket_fd(family: int, kind: int) -> int:
+    """A bare socket descriptor, for an ioctl or two without importing the socket module (~5 ms)."""
+    return _check(_libc.socket(family, kind, 0), "socket")
+
+
 def unshare(flags: int) -> None:
     _check(_libc.unshare(flags), "unshare")
 

@@ -9,7 +9,8 @@ and removes `--rm` containers. Standard library only, to stay small.
 
 Requests arrive as one JSON line on a unix socket: {"op": "start", "id": ..., "dir": ...,
 "auto_remove": bool}; the reply is {"ok": true, "pid": N} or {"ok": false, "error": ...}.
-It exits after a minute with nothing to watch.
+It exits after a minute with nothing to watch. Started after one was SIGKILLed, it serves
+again the published ports of the containers that outlived it (`hostrt.network.takeover`).
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pathlib import Path
 from hostrt.engine import logfile, supervise
 from hostrt.engine.runtime_cli import Runtime, RuntimeCallError
 from hostrt.engine.snapshot import unmount_rootfs
-from hostrt.network import proxy
+from hostrt.network import proxy, takeover
 
 LOG_FILE = "container.log"
 LOG_LIMIT = 10 << 20  # bytes per log file before it rotates to .1 (one old file kept)
@@ -55,6 +56,7 @@ class Monitor:
         self.selector = selectors.DefaultSelector()
         self.watched: dict[int, Watched] = {}  # init pid -> container
         self.proxies: dict[str, proxy.PortProxy | None] = {}  # container id -> its published ports
+        self.adopted: list[takeover.Adopted] = []  # containers whose ports a killed monitor served
         self.last_busy = time.monotonic()
 
     # -- logs ---------------------------------------------------------------------------
@@ -101,9 +103,12 @@ class Monitor:
             self.proxies[request["id"]] = proxy.open_for(Path(request["dir"]), self.selector)
         except OSError as err:
             return {"ok": False, "error": str(err)}
+        if self.proxies[request["id"]] is not None:
+            takeover.mark(self.socket_path.parent, request["id"], Path(request["dir"]))
         reply = self._start_with_tty(request) if request.get("tty") else self._start(request)
         if not reply["ok"] and "pid" not in reply:
             proxy.closed(Path(request["dir"]), self.proxies.pop(request["id"], None))
+            takeover.mark(self.socket_path.parent, request["id"], None)
         return reply
 
     def _start(self, request: dict) -> dict:
@@ -162,6 +167,7 @@ class Monitor:
                 continue
             item = self.watched.pop(pid)
             proxy.closed(item.directory, self.proxies.pop(item.container_id, None))
+            takeover.mark(self.socket_path.parent, item.container_id, None)
             for fd in list(item.streams):  # what the container wrote before exiting
                 try:
                     while fd in item.streams:
@@ -188,6 +194,15 @@ class Monitor:
             shutil.rmtree(item.directory)
         except OSError as err:
             print(f"monitor: cannot remove {item.container_id}: {err}", file=sys.stderr)
+
+    def take_over(self) -> None:
+        """Serve again the ports a killed monitor held for containers that still run."""
+        def ended(item: takeover.Adopted) -> None:
+            self.adopted.remove(item)
+            takeover.mark(self.socket_path.parent, item.container_id, None)
+            self.last_busy = time.monotonic()
+
+        self.adopted = takeover.take_over(self.socket_path.parent, self.selector, ended)
 
     # -- the loop -----------------------------------------------------------------------
     def _on_client(self, listener: socket.socket) -> None:
@@ -235,7 +250,7 @@ class Monitor:
                 else:
                     key.data.ready(mask)  # a published port's listener or connection
             self.reap()
-            if not self.watched and time.monotonic() - self.last_busy > IDLE_EXIT_SECONDS:
+            if not self.watched and not self.adopted and time.monotonic() - self.last_busy > IDLE_EXIT_SECONDS:
                 return
 
 
@@ -252,12 +267,14 @@ def main(argv: list[str] | None = None) -> int:
     listener.bind(str(args.socket))
     os.chmod(args.socket, 0o600)
     listener.listen(64)
+    monitor = Monitor(args.socket, Runtime(args.runtime, args.runtime_root))
+    monitor.take_over()  # before "ready": the command that restarted us then sees the ports served
     print("ready", flush=True)  # the starter waits for this line, then stops reading
     log_fd = os.open(args.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     os.dup2(log_fd, 1)
     os.close(log_fd)
     try:
-        Monitor(args.socket, Runtime(args.runtime, args.runtime_root)).serve(listener)
+        monitor.serve(listener)
     finally:
         args.socket.unlink(missing_ok=True)
     return 0

@@ -62,3 +62,13 @@ def ask_monitor(paths: Paths, runtime: Runtime, request: dict, timeout: float = 
                 raise
             _spawn(paths, runtime, sock)
     raise AssertionError("unreachable")
+
+
+def ensure_monitor(paths: Paths, runtime: Runtime) -> None:
+    """Restart a monitor that died (SIGKILL, OOM) while it served published ports: the new one
+    takes them over (hostrt.network.takeover). Costs one ping when it is alive."""
+    sock = paths.run / SOCKET_NAME
+    try:
+        _send(sock, {"op": "ping"}, 10)
+    except (FileNotFoundError, ConnectionRefusedError, ConnectionResetError, BrokenPipeError):
+        _spawn(paths, runtime, sock)

@@ -38,6 +38,7 @@ class NativeBackend:
     def __init__(self, paths: Paths, records: RecordStore, runtime: Runtime,
                  on_started: "Callable[[ContainerRecord, int], None]") -> None:
         self.paths, self.records, self.runtime, self.on_started = paths, records, runtime, on_started
+        self._monitor_checked = False
 
     def directory(self, record: ContainerRecord) -> Path:
         return self.records.dir_of(record.id)
@@ -101,11 +102,26 @@ class NativeBackend:
         directory = self.directory(record)
         ended = supervise.read_exit(directory)
         if ended is None and record.pid is not None and supervise.pid_exists(record.pid):
+            self._keep_ports_served(record)
             return None
         if ended is None:
             time.sleep(0.2)  # the reaper may be between collecting the status and writing it
             ended = supervise.read_exit(directory)
-        return ended or {"exit_code": 255, "oom_killed": False, "finished_at": time.time()}  # nobody saw it end
+        if ended is None:  # nobody saw it end (a killed monitor): nor does anyone serve its ports now
+            (directory / "published.json").unlink(missing_ok=True)
+        return ended or {"exit_code": 255, "oom_killed": False, "finished_at": time.time()}
+
+    def _keep_ports_served(self, record: ContainerRecord) -> None:
+        """A running container whose ports the monitor served: restart a dead monitor, which serves them again."""
+        if self._monitor_checked or not (self.directory(record) / "published.json").exists():
+            return
+        from hostrt.network.takeover import served
+
+        if record.id in served(self.paths.run):
+            self._monitor_checked = True  # once per command: one restart serves every container
+            from hostrt.engine.monitor_client import ensure_monitor
+
+            ensure_monitor(self.paths, self.runtime)
 
     def pause(self, record: ContainerRecord, resume: bool) -> None:
         self.runtime.call("resume" if resume else "pause", record.id)

@@ -54,6 +54,9 @@ def prune(engine: Engine) -> PruneReport:
     live = {cid for cid, r in records.items() if r.status in ("running", "paused")}
 
     report.leftovers += network_cleanup.prune(engine.paths.root, engine.paths.run)
+    from backends.lightvm.ports import prune as prune_forwards  # QEMU forwards a killed hostrt left up
+
+    report.leftovers += prune_forwards(engine.paths.containers, live)
     for directory in engine.records.orphans():
         unmount_rootfs(directory)
         shutil.rmtree(directory, ignore_errors=True)

@@ -37,6 +37,10 @@ class ForkedRuntime(Runtime):
 
     def _execute(self, argv: list[str], stdin: Any, stdout: Any, stderr: Any,
                  timeout: float | None) -> subprocess.CompletedProcess[bytes]:
+        import threading
+
+        if threading.active_count() > 1:  # a fork copies one thread and whatever locks the others held
+            return super()._execute(argv, stdin, stdout, stderr, timeout)
         from backends.linux_native.__main__ import main
 
         child_in, _ = _fd_of(stdin, 0)

@@ -18,6 +18,7 @@ import json
 import os
 import selectors
 import socket
+from collections.abc import Callable
 from pathlib import Path
 
 from hostrt.network.ports import PortSpec
@@ -102,7 +103,12 @@ class _Relay:
 
     def __init__(self, owner: "PortProxy", client: socket.socket, target: tuple[str, int]) -> None:
         self.owner, self.closed = owner, False
-        upstream = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            upstream = owner.upstream(socket.SOCK_STREAM)
+        except OSError:
+            client.close()  # the container is not there (yet, or any more): refuse as a closed port would
+            self.closed = True
+            return
         upstream.setblocking(False)
         client.setblocking(False)
         code = upstream.connect_ex(target)
@@ -164,7 +170,7 @@ class _UdpUpstream:
 
     def __init__(self, listener: "_UdpListener", client: tuple[str, int]) -> None:
         self.listener, self.client = listener, client
-        self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        self.sock = listener.owner.upstream(socket.SOCK_DGRAM)
         self.sock.setblocking(False)
         self.sock.connect(listener.target)
 
@@ -192,11 +198,20 @@ class _UdpListener:
             pass
 
 
-class PortProxy:
-    """The published ports of one container, served by a caller's selector loop."""
+def _plain_socket(kind: int) -> socket.socket:
+    return socket.socket(socket.AF_INET, kind)
 
-    def __init__(self, selector: selectors.BaseSelector, target_ip: str, ports: list[PortSpec]) -> None:
-        self.selector, self.target_ip, self.ports = selector, target_ip, ports
+
+class PortProxy:
+    """The published ports of one container, served by a caller's selector loop.
+
+    `upstream(kind)` makes the sockets towards the container: plain ones for an address on a
+    bridge, or ones made inside the container's own namespace (`enter.socket_in`).
+    """
+
+    def __init__(self, selector: selectors.BaseSelector, target_ip: str, ports: list[PortSpec],
+                 upstream: Callable[[int], socket.socket] = _plain_socket) -> None:
+        self.selector, self.target_ip, self.ports, self.upstream = selector, target_ip, ports, upstream
         self.listeners: list[_Listener | _UdpListener] = []
         self.relays: set[_Relay] = set()
 
@@ -242,18 +257,28 @@ class PortProxy:
         self.listeners = []
 
 
-def open_for(container_dir: Path, selector: selectors.BaseSelector) -> PortProxy | None:
+def open_for(container_dir: Path, selector: selectors.BaseSelector, again: bool = False) -> PortProxy | None:
     """Listeners for the ports in the container's network.json (None if it publishes none).
 
-    The ports actually bound go to `published.json` for `hostrt port`.
+    The ports actually bound go to `published.json` for `hostrt port`. `again`: bind the
+    ports of the existing `published.json` (a restarted monitor taking over live containers).
+    An attachment with `enter` (a pid file) reaches the container inside its own namespace.
     """
     try:
         attachment = json.loads((container_dir / "network.json").read_text())
+        ports = json.loads((container_dir / PUBLISHED_FILE).read_text()) if again else attachment.get("ports")
     except (OSError, ValueError):
         return None
-    if not attachment.get("ports") or not attachment.get("address"):
+    if not ports or not attachment.get("address"):
         return None
-    proxy = PortProxy(selector, attachment["address"], [PortSpec(**p) for p in attachment["ports"]])
+    upstream = _plain_socket
+    if attachment.get("enter"):
+        from functools import partial
+
+        from hostrt.network.enter import socket_in
+
+        upstream = partial(socket_in, container_dir / attachment["enter"])
+    proxy = PortProxy(selector, attachment["address"], [PortSpec(**p) for p in ports], upstream)
     bound = proxy.open()
     (container_dir / PUBLISHED_FILE).write_text(json.dumps([p.to_dict() for p in bound]))
     return proxy

@@ -3,11 +3,14 @@ through the CLI. One hostrt root for the module, so its machines stay warm betwe
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import shutil
+import socket
 import subprocess
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -122,6 +125,127 @@ def test_exec_and_pause_in_a_vm_container(vm_hostrt: Hostrt) -> None:
         assert vm_hostrt("exec", container_id, "true", timeout=300).returncode == 0
     finally:
         vm_hostrt("rm", "-f", container_id, timeout=300)
+
+
+# -- published ports (-p): host 127.0.0.1:PORT -> QEMU forward -> guest proxy -> the container's own namespace
+def _listeners(port: int) -> list[str]:
+    """Local addresses of the host's TCP sockets listening on `port` (from /proc/net/tcp{,6})."""
+    found = []
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.split(":")
+            if state == "0A" and int(hex_port, 16) == port:
+                found.append(socket.inet_ntoa(bytes.fromhex(address)[::-1]) if len(address) == 8 else address)
+    return found
+
+
+def _get(port: int, path: str = "/hostname", timeout: float = 60) -> str:
+    """GET through the published port, retrying while the server inside comes up."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=20) as reply:
+                return reply.read().decode()
+        except (OSError, http.client.HTTPException):
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.5)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _status(hostrt: Hostrt, name: str) -> str | None:
+    return next((c["status"] for c in json.loads(hostrt.ok("ps", "-a", "--format", "json")) if c["name"] == name), None)
+
+
+def test_published_port_serves_httpd_from_a_vm_container(vm_hostrt: Hostrt) -> None:
+    port = _free_port()
+    cid = vm_hostrt.ok("run", "--backend", "lightvm", "-d", "--name", "vmweb", "-p", f"127.0.0.1:{port}:80", "busybox",
+                       "httpd", "-f", "-p", "80", "-h", "/etc", timeout=900).strip()
+    try:
+        assert _get(port) == cid[:12] + "\n", "the reply comes from the container's own /etc/hostname"
+        assert _listeners(port) == ["127.0.0.1"], "a VM's published port listens on loopback only"
+        assert vm_hostrt.ok("port", "vmweb") == f"80/tcp -> 127.0.0.1:{port}\n"
+
+        taken = vm_hostrt("run", "--backend", "lightvm", "--rm", "--name", "vmweb2", "-p", f"127.0.0.1:{port}:80",
+                          "busybox", "true", timeout=300)
+        assert taken.returncode == 125, taken.stderr
+        assert taken.stderr.startswith("hostrt: error: ") and len(taken.stderr.splitlines()) == 1, taken.stderr
+        assert f"127.0.0.1:{port}" in taken.stderr
+        assert _status(vm_hostrt, "vmweb2") is None, "a refused start leaves no container behind"
+        assert _get(port) == cid[:12] + "\n", "the first container still serves its port"
+
+        vm_hostrt.ok("stop", "-t", "1", "vmweb", timeout=300)
+        assert _listeners(port) == [], "the forward goes with the container"
+        assert vm_hostrt.ok("port", "vmweb") == ""
+        vm_hostrt.ok("start", "vmweb", timeout=300)
+        assert _get(port) == cid[:12] + "\n", "a restarted container publishes the same port again"
+    finally:
+        vm_hostrt("rm", "-f", "vmweb", timeout=300)
+    assert _listeners(port) == []
+
+
+def test_attached_run_publishes_a_chosen_port_while_it_runs(vm_hostrt: Hostrt) -> None:
+    run = subprocess.Popen([os.sys.executable, "-m", "hostrt", "run", "--backend", "lightvm", "--rm", "--name", "vmfg",
+                            "-p", "127.0.0.1::80", "busybox", "httpd", "-f", "-p", "80", "-h", "/etc"],
+                           env=vm_hostrt.env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline, published = time.monotonic() + 300, ""
+        while not published and time.monotonic() < deadline and run.poll() is None:
+            published = vm_hostrt("port", "vmfg").stdout.strip()
+            time.sleep(0.5)
+        assert published.startswith("80/tcp -> 127.0.0.1:"), run.stderr.read().decode() if run.poll() is not None else ""
+        port = int(published.rsplit(":", 1)[1])
+        assert "localhost" in _get(port, "/hosts")
+        vm_hostrt.ok("stop", "-t", "1", "vmfg", timeout=300)
+        assert run.wait(timeout=300) == 137
+    finally:
+        if run.poll() is None:
+            run.kill()
+            vm_hostrt("rm", "-f", "vmfg", timeout=300)
+    assert _listeners(port) == [], "the forward ends with the foreground run"
+
+
+def test_an_exited_vm_container_and_a_killed_hostrt_leave_no_forward(vm_hostrt: Hostrt) -> None:
+    port = _free_port()
+    vm_hostrt.ok("run", "--backend", "lightvm", "-d", "--name", "vmshort", "-p", f"127.0.0.1:{port}:80", "busybox",
+                 "sh", "-c", "httpd -p 80 -h /etc; sleep 2", timeout=900)
+    deadline = time.monotonic() + 120
+    while _status(vm_hostrt, "vmshort") != "exited" and time.monotonic() < deadline:
+        time.sleep(1)
+    assert _listeners(port) == [], "noticing the exit removes the forward"
+    vm_hostrt.ok("rm", "vmshort")
+
+    crashed = subprocess.run([os.sys.executable, "-m", "hostrt", "run", "--backend", "lightvm", "-d", "--name", "vmcrash",
+                              "-p", f"127.0.0.1:{port}:80", "busybox", "sleep", "300"],
+                             env={**vm_hostrt.env, "HOSTRT_FAILPOINT": "vm-after-forward"}, capture_output=True, timeout=900)
+    assert crashed.returncode == -9
+    assert _listeners(port) == ["127.0.0.1"], "the crash left the forward up"
+    prune = vm_hostrt.ok("system", "prune", timeout=300)
+    assert _listeners(port) == [], prune
+    assert _status(vm_hostrt, "vmcrash") is None
+
+
+def test_vm_ports_come_back_after_the_guest_monitor_is_killed(vm_hostrt: Hostrt) -> None:
+    port = _free_port()
+    cid = vm_hostrt.ok("run", "--backend", "lightvm", "-d", "--name", "vmtake", "-p", f"127.0.0.1:{port}:80", "busybox",
+                       "httpd", "-f", "-p", "80", "-h", "/etc", timeout=900).strip()
+    try:
+        assert _get(port) == cid[:12] + "\n"
+        # (the pattern does not match this shell's own command line)
+        vm_hostrt.ok("machine", "ssh", "default", "--", "for p in /proc/[0-9]*; do grep -q 'engine[.]monitor' "
+                     "$p/cmdline 2>/dev/null && kill -9 ${p#/proc/}; done; true")
+        with pytest.raises((OSError, http.client.HTTPException)):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/hostname", timeout=20).read()
+        assert _status(vm_hostrt, "vmtake") == "running", "the container outlived the guest's monitor"
+        assert _get(port, timeout=30) == cid[:12] + "\n", "the restarted guest monitor serves the port again"
+    finally:
+        vm_hostrt("rm", "-f", "vmtake", timeout=300)
 
 
 def test_interactive_tty_in_a_vm_container(vm_hostrt: Hostrt) -> None:

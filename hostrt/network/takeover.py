@@ -1,0 +1,95 @@
+"""Published ports that outlive a SIGKILLed monitor: recorded while served, taken over by the next one.
+
+The monitor holds the listeners of every detached container's published ports in its own
+process. Killed, it takes them along while the containers keep running. So it keeps a
+list of the containers it serves (`served.json` beside its socket, rewritten whole on
+each change); the next monitor (started by the next hostrt command that finds the old
+one gone) binds the same ports again for each container whose init still runs, and
+watches that init through a pidfd (it is no longer our child) to close them when it
+ends. Ports that cannot be bound again, or whose container is gone, are dropped from
+`published.json`, so `hostrt port` never shows a port nobody serves. Standard library only.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+from hostrt.network import proxy
+
+SERVED_FILE = "served.json"
+
+
+def served(run_dir: Path) -> dict[str, str]:
+    """{container id: container dir} of the containers whose ports the monitor serves."""
+    try:
+        return json.loads((run_dir / SERVED_FILE).read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def mark(run_dir: Path, container_id: str, directory: Path | None) -> None:
+    """Add (`directory`) or drop (None) a container in the served list."""
+    current = served(run_dir)
+    if directory is None and container_id not in current:
+        return
+    if directory is None:
+        del current[container_id]
+    else:
+        current[container_id] = str(directory)
+    temp = run_dir / (SERVED_FILE + ".tmp")
+    temp.write_text(json.dumps(current))
+    os.replace(temp, run_dir / SERVED_FILE)
+
+
+class Adopted:
+    """A running container taken over from a dead monitor: its ports until its init exits."""
+
+    def __init__(self, container_id: str, directory: Path, pidfd: int, ports: proxy.PortProxy,
+                 on_end: Callable[["Adopted"], None]) -> None:
+        self.container_id, self.directory, self.pidfd, self.ports, self.on_end = container_id, directory, pidfd, ports, on_end
+
+    def ready(self, mask: int) -> None:
+        """The pidfd is readable: the container's init has exited."""
+        self.ports.selector.unregister(self.pidfd)
+        os.close(self.pidfd)
+        proxy.closed(self.directory, self.ports)
+        self.on_end(self)
+
+
+def _init_pidfd(directory: Path) -> int | None:
+    """A pidfd on the container's init if it still runs (and has not been seen to exit)."""
+    if (directory / "exit.json").exists():
+        return None
+    try:
+        return os.pidfd_open(int((directory / "init.pid").read_text()))
+    except (OSError, ValueError):
+        return None
+
+
+def take_over(run_dir: Path, selector: selectors.BaseSelector, on_end: Callable[[Adopted], None]) -> list[Adopted]:
+    """Serve again the ports of every listed container that still runs; forget the others."""
+    adopted = []
+    for container_id, name in served(run_dir).items():
+        directory = Path(name)
+        pidfd = _init_pidfd(directory) if (directory / proxy.PUBLISHED_FILE).exists() else None
+        ports = None
+        if pidfd is not None:
+            try:
+                ports = proxy.open_for(directory, selector, again=True)
+            except OSError as err:
+                print(f"monitor: cannot take over the ports of {container_id[:12]}: {err}", file=sys.stderr)
+        if ports is None:
+            if pidfd is not None:
+                os.close(pidfd)
+            proxy.closed(directory, None)
+            mark(run_dir, container_id, None)
+            continue
+        item = Adopted(container_id, directory, pidfd, ports, on_end)
+        selector.register(pidfd, selectors.EVENT_READ, item)
+        adopted.append(item)
+    return adopted
