@@ -136,8 +136,8 @@ class Bench:
         assert self.h is not None
         cold = []
         for index in range(self.params.rounds):
-            if index:
-                self.h.ok("machine", "stop", "default", timeout=300)
+            if index:  # a real boot each time, not the restore of a saved state (see `machine stop`)
+                self.h.ok("machine", "stop", "--poweroff", "default", timeout=300)
             _say(f"start: cold VM {index + 1}/{self.params.rounds} (boots the machine)")
             cold.append(self.h.timed_ok("run", "--rm", *VM, self.image, "true"))
         _say("start: warm VM")
