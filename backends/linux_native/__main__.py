@@ -17,6 +17,9 @@ OPERATIONS = {
     "ps": "ps", "update": "update", "features": "features", "spec": "features",
 }
 
+# Commands that move a process into a cgroup (see cgroups.prime_attach).
+PRIMES_CGROUP_ATTACH = frozenset(("create", "run", "exec"))
+
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
@@ -32,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(f"hostrt-runtime version {__version__}\nspec: {OCI_VERSION}\n")
         return 0
     LOG.configure(glob.log, glob.log_format or "text", bool(glob.debug))
+    # create chdirs into the bundle: a relative --root must not follow it there.
+    glob.root = os.path.abspath(glob.root)
+    if command in PRIMES_CGROUP_ATTACH:
+        from backends.linux_native.cgroups import prime_attach
+
+        prime_attach()
     module = __import__(f"backends.linux_native.ops.{OPERATIONS[command]}", fromlist=["run"])
     try:
         return int(module.main(command, glob, opts) or 0)
