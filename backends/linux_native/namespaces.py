@@ -8,6 +8,8 @@ from backends.linux_native import syscalls
 from backends.linux_native.tables import NAMESPACES
 
 CLONE_NEWUSER = NAMESPACES["user"][0]
+CLONE_NEWPID = NAMESPACES["pid"][0]
+CLONE_NEWCGROUP = NAMESPACES["cgroup"][0]
 
 
 def join(paths: dict[str, str]) -> None:

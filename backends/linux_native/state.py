@@ -97,7 +97,9 @@ def load(root: str, container_id: str) -> Container:
     try:
         data = jsonio.load_file(os.path.join(root, container_id, STATE))
     except (FileNotFoundError, NotADirectoryError):
-        raise ContainerNotFound(container_id) from None
+        if not os.path.isdir(os.path.join(root, container_id)):
+            raise ContainerNotFound(container_id) from None
+        data = {"id": container_id}  # a create killed before it saved: as below
     except ValueError:
         # A create that died half-way; treat as an empty, stopped record so delete can clean it.
         data = {"id": container_id}

@@ -127,6 +127,18 @@ def test_relative_root_survives_the_chdir_into_the_bundle(rt, bundle, tmp_path):
     assert not (tmp_path / "relroot" / "c1").exists()
 
 
+def test_delete_force_clears_a_create_killed_before_it_saved(rt, bundle):
+    """A directory without state.json (create killed half-way) blocks the id until
+    `delete --force` removes it."""
+    (rt.root / "c1").mkdir(parents=True)
+    os.mkfifo(rt.root / "c1" / "exec.fifo")
+    assert "exists" in rt("create", "-b", str(bundle("true")), "c1", check=False).stderr
+    rt("delete", "--force", "c1")
+    assert not (rt.root / "c1").exists()
+    rt("create", "-b", str(bundle("true")), "c1")
+    rt("delete", "--force", "c1")
+
+
 def test_unknown_container_is_an_error(rt):
     proc = rt("state", "nope", check=False)
     assert proc.returncode == 1 and "does not exist" in proc.stderr

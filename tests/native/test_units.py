@@ -76,3 +76,23 @@ def test_secure_join_stays_inside_root(tmp_path):
     assert secure_join(str(root), "/etc/up/x") == f"{root}/x"
     assert secure_join(str(root), "/../../tmp") == f"{root}/tmp"
     assert secure_join(str(root), "/new/dir") == f"{root}/new/dir"
+
+
+def test_channel_keeps_answers_sent_back_to_back():
+    """Two answers may arrive in one read; the child must see both, in order."""
+    from backends.linux_native.channel import Channel
+
+    chan = Channel()
+    pid = os.fork()
+    if pid == 0:
+        chan.child_side()
+        first, second = chan.wait(), chan.wait()
+        chan.send("got", f"{first}|{second}")
+        os._exit(0)
+    chan.parent_side()
+    chan.answer("go")
+    chan.answer('{"id": "c1"}')
+    os.close(chan.down_w)  # a lost line then ends the child's second wait (EOF), not hangs it
+    assert chan.recv() == ("got", 'go|{"id": "c1"}')
+    os.waitpid(pid, 0)
+    chan.close()
