@@ -92,9 +92,8 @@ def _own_procs_files() -> list[str]:
     found = []
     for line in text.splitlines():
         _, controllers, path = line.split(":", 2)
-        hierarchy = controllers.split(",")[0].replace("name=", "")
         path = path.rstrip("/")
-        if hierarchy:
+        if controllers:
             found.append(f"/sys/fs/cgroup/{controllers.replace('name=', '')}{path}/cgroup.procs")
         else:  # cgroup2: the whole tree (v2 host) or its hybrid mount
             found.append(f"/sys/fs/cgroup{path}/cgroup.procs")
@@ -102,23 +101,13 @@ def _own_procs_files() -> list[str]:
     return found
 
 
-def _move_self_in_place() -> None:
+def _write_and_close(fd: int, data: bytes) -> None:
     try:
-        pid = str(os.getpid()).encode()
-        for path in _own_procs_files():
-            try:
-                fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
-            except OSError:
-                continue
-            try:
-                os.write(fd, pid)
-                return
-            except OSError:
-                continue
-            finally:
-                os.close(fd)
-    except BaseException:  # noqa: BLE001 - best effort, in a thread nobody joins
+        os.write(fd, data)
+    except OSError:
         pass
+    finally:
+        os.close(fd)
 
 
 def prime_attach() -> None:
@@ -127,10 +116,22 @@ def prime_attach() -> None:
     rwsem for writing, and the first one after a quiet spell waits a whole RCU grace period
     (5-30 ms on this machine); writes within that grace period's wake are fast. Started
     before the imports and the spec parsing, the wait overlaps them instead of holding up
-    the container's own attach. The thread does no imports (fork safety) and ignores errors."""
+    the container's own attach. The file is opened here, so the thread needs the GIL only
+    to call write (no imports in it: fork safety). Best effort: errors are ignored."""
     import _thread
 
-    _thread.start_new_thread(_move_self_in_place, ())
+    pid = str(os.getpid()).encode()
+    try:
+        paths = _own_procs_files()
+    except OSError:
+        return
+    for path in paths:
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CLOEXEC)
+        except OSError:
+            continue
+        _thread.start_new_thread(_write_and_close, (fd, pid))
+        return
 
 
 def host_mode() -> str:

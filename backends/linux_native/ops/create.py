@@ -46,7 +46,7 @@ def write_pid_file(path: str | None, pid: int) -> None:
 def create(root: str, container_id: str, bundle: str, opts, reaper: bool = False, console_fd: int | None = None):
     """Create the container; returns (Container, Channel) with init waiting on the FIFO.
     CONSOLE_FD, when given, replaces --console-socket (run's own terminal relay)."""
-    from backends.linux_native import hooks, process
+    from backends.linux_native import process
     from backends.linux_native.init import InitOptions, container_init
 
     spec = speclib.load(bundle)
@@ -101,6 +101,8 @@ def create(root: str, container_id: str, bundle: str, opts, reaper: bool = False
         chan.answer(jsonio.dumps(_hook_state(ctr, "creating")))
         chan.expect("hooks")
         if spec.hooks["prestart"] or spec.hooks["createRuntime"]:
+            from backends.linux_native import hooks
+
             hook_state = _hook_state(ctr, "created")
             hooks.run(spec.hooks["prestart"], hook_state, "prestart")
             hooks.run(spec.hooks["createRuntime"], hook_state, "createRuntime")
