@@ -14,7 +14,7 @@ from backends.linux_native.log import LOG
 OPERATIONS = {
     "create": "create", "run": "run", "start": "start", "state": "state", "list": "state",
     "kill": "kill", "delete": "delete", "exec": "exec", "pause": "pause", "resume": "pause",
-    "ps": "ps", "update": "update", "features": "features", "spec": "features",
+    "ps": "ps", "update": "update", "events": "events", "features": "features", "spec": "features",
 }
 
 # Commands that move a process into a cgroup (see cgroups.prime_attach).

@@ -96,3 +96,14 @@ def test_channel_keeps_answers_sent_back_to_back():
     assert chan.recv() == ("got", 'go|{"id": "c1"}')
     os.waitpid(pid, 0)
     chan.close()
+
+
+def test_events_interval_takes_go_durations():
+    from backends.linux_native.ops.events import parse_interval
+
+    assert parse_interval(None) == 5.0
+    assert parse_interval("250ms") == 0.25
+    assert parse_interval("2s") == 2.0 and parse_interval("1.5s") == 1.5 and parse_interval("1m") == 60.0
+    for bad in ("5", "s", "-1s", "5x"):
+        with pytest.raises(UsageError):
+            parse_interval(bad)

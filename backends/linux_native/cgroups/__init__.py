@@ -36,6 +36,14 @@ class Manager:
     def oom_kills(self) -> int:
         return 0
 
+    def watch_oom(self):
+        """An OomWatch (cgroups/oom.py) for this cgroup, or None without a memory controller."""
+        return None
+
+    def stats(self) -> dict:
+        """runc's `events --stats` data: cpu, memory (plus our oom_kill count), pids."""
+        return {}
+
     def destroy(self) -> None: ...
 
     def describe(self) -> dict:
@@ -45,6 +53,16 @@ class Manager:
     def mount_sources(self) -> list[tuple[str, str]]:
         """(host directory, name under /sys/fs/cgroup) pairs to bind into the container."""
         return []
+
+
+def read_int(path: str) -> int | None:
+    """A one-number cgroup file ("max" reads as None); None if absent."""
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.lstrip("-").isdigit() else None
 
 
 def _read_pids(path: str) -> list[int]:

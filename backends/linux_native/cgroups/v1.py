@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import time
 
-from backends.linux_native.cgroups import V1_CONTROLLERS, Manager, _read_pids, _rmdir_retry, read_keyed
+from backends.linux_native.cgroups import V1_CONTROLLERS, Manager, _read_pids, _rmdir_retry, read_int, read_keyed
 
 
 def _limit(value: int) -> str:
@@ -213,6 +213,29 @@ class V1Manager(Manager):
 
     def oom_kills(self) -> int:
         return read_keyed(os.path.join(self._dir("memory") or "/nonexistent", "memory.oom_control"), "oom_kill")
+
+    def watch_oom(self):
+        from backends.linux_native.cgroups.oom import EventfdOomWatch
+
+        memory = self._dir("memory")
+        return EventfdOomWatch(memory) if memory else None
+
+    def stats(self) -> dict:
+        def read(controller: str, name: str) -> int | None:
+            path = self._dir(controller)
+            return read_int(os.path.join(path, name)) if path else None
+
+        return {
+            "cpu": {"usage": {"total": read("cpuacct", "cpuacct.usage")}},
+            "memory": {
+                "usage": {
+                    "usage": read("memory", "memory.usage_in_bytes"), "max": read("memory", "memory.max_usage_in_bytes"),
+                    "limit": read("memory", "memory.limit_in_bytes"), "failcnt": read("memory", "memory.failcnt"),
+                },
+                "oom_kill": self.oom_kills(),
+            },
+            "pids": {"current": read("pids", "pids.current"), "limit": read("pids", "pids.max")},
+        }
 
     def destroy(self) -> None:
         for path in self.paths.values():
