@@ -17,7 +17,7 @@ OPERATIONS = {
     "ps": "ps", "update": "update", "events": "events", "features": "features", "spec": "features",
 }
 
-# Commands that move a process into a cgroup (see cgroups.prime_attach).
+# Commands that move a process into a cgroup (see cgroups/prime.py).
 PRIMES_CGROUP_ATTACH = frozenset(("create", "run", "exec"))
 
 
@@ -38,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     # create chdirs into the bundle: a relative --root must not follow it there.
     glob.root = os.path.abspath(glob.root)
     if command in PRIMES_CGROUP_ATTACH:
-        from backends.linux_native.cgroups import prime_attach
+        from backends.linux_native.cgroups.prime import prime_attach
 
         prime_attach()
     module = __import__(f"backends.linux_native.ops.{OPERATIONS[command]}", fromlist=["run"])

@@ -60,20 +60,25 @@ def _intermediate(chan: Channel, join: dict[str, str], new_flags: int, new_user:
     os._exit(0)
 
 
-def fork_container(spec_namespaces: dict[str, str], join: dict[str, str], cgroup, child, id_maps=None, reaper: bool = False) -> tuple[Channel, int]:
+def fork_container(spec_namespaces: dict[str, str], join: dict[str, str], cgroup, child, id_maps=None, reaper: bool = False,
+                   prepare_cgroup=None) -> tuple[Channel, int]:
     """Start the container process; returns the channel and its host PID. CHILD runs in
-    the new namespaces and must not return."""
+    the new namespaces and must not return. PREPARE_CGROUP (create the cgroup, write the
+    limits) runs before the process is moved in; on the one-fork path while the child
+    unshares its namespaces."""
     syscalls.prctl(PR_SET_DUMPABLE, 0)
     if reaper:
         syscalls.prctl(PR_SET_CHILD_SUBREAPER, 1)
     new_user = "user" in spec_namespaces and not spec_namespaces["user"] and "user" not in join
     new_flags = namespaces.new_flags({k: v for k, v in spec_namespaces.items() if k not in join})
     if new_user or "user" in join or "time" in join or "time" in spec_namespaces:
+        if prepare_cgroup is not None:
+            prepare_cgroup()
         return _fork_through_intermediate(join, new_flags, new_user, cgroup, child, id_maps)
-    return _fork_direct(join, new_flags, cgroup, child)
+    return _fork_direct(join, new_flags, cgroup, child, prepare_cgroup)
 
 
-def _fork_direct(join: dict[str, str], new_flags: int, cgroup, child) -> tuple[Channel, int]:
+def _fork_direct(join: dict[str, str], new_flags: int, cgroup, child, prepare_cgroup=None) -> tuple[Channel, int]:
     """One fork, no intermediate process: the runtime sets its PID namespace for children
     (new or joined) around the fork, the child enters the other namespaces itself while
     the runtime moves it into its cgroup, then waits for the go-ahead, as nothing of the
@@ -112,6 +117,8 @@ def _fork_direct(join: dict[str, str], new_flags: int, cgroup, child) -> tuple[C
             os.close(own_pid_ns)
     chan.parent_side()
     try:
+        if prepare_cgroup is not None:
+            prepare_cgroup()
         if cgroup is not None:
             cgroup.apply(pid)
         chan.answer("go")

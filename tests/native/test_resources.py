@@ -160,6 +160,19 @@ def test_cgroup_values_update_and_cleanup(rt, bundle):
         assert not os.path.exists(path)
 
 
+def test_refused_limit_fails_create_and_leaves_nothing(rt, bundle):
+    """The limits are written while the container process already exists (it unshares its
+    namespaces meanwhile): a limit the kernel refuses must still fail create cleanly."""
+    def edit(config):
+        config["linux"]["resources"]["cpu"] = {"cpus": "9999"}
+        config["linux"]["cgroupsPath"] = "/hostrt-test/refused"
+
+    proc = rt("create", "-b", str(bundle("true", edit=edit)), "c1", check=False)
+    assert proc.returncode == 1 and "cpuset.cpus" in proc.stderr
+    assert rt.ids() == [] and not (rt.root / "c1").exists()
+    assert not any(os.path.exists(f"/sys/fs/cgroup/{c}/hostrt-test/refused") for c in os.listdir("/sys/fs/cgroup"))
+
+
 def test_container_sees_its_own_cgroup(rt, bundle):
     b = bundle("cat", "/proc/self/cgroup")
     out = rt("run", "-b", str(b), "c1").stdout

@@ -60,10 +60,13 @@ def create(root: str, container_id: str, bundle: str, opts, reaper: bool = False
         os.mkfifo(fifo, 0o622)
         os.chmod(fifo, 0o622)
         manager = cgroups.create_manager(spec.cgroups_path, container_id)
-        manager.create()
         resources = _resources(spec)
-        if resources:
-            manager.set(resources)
+
+        def prepare_cgroup() -> None:
+            manager.create()
+            if resources:
+                manager.set(resources)
+
         if opts.console_socket:
             import socket
 
@@ -89,6 +92,7 @@ def create(root: str, container_id: str, bundle: str, opts, reaper: bool = False
             lambda ch: container_init(spec, init_opts, ch),
             (spec.uid_mappings, spec.gid_mappings),
             reaper=reaper,
+            prepare_cgroup=prepare_cgroup,
         )
         os.close(dir_fd)
         if console_fd is not None:
