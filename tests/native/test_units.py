@@ -107,3 +107,25 @@ def test_events_interval_takes_go_durations():
     for bad in ("5", "s", "-1s", "5x"):
         with pytest.raises(UsageError):
             parse_interval(bad)
+
+
+def test_launcher_finds_the_package_and_respects_pythonpath(tmp_path):
+    """bin/hostrt-runtime runs with -S (no site): it must find the installed package, and
+    a PYTHONPATH tree comes first, as it would for a plain import."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    launcher = Path(sys.executable).with_name("hostrt-runtime")
+    if not launcher.exists():
+        pytest.skip("needs the installed hostrt-runtime script (pip install -e .)")
+    out = subprocess.run([str(launcher), "--version"], capture_output=True, text=True, check=True).stdout
+    assert out.startswith("hostrt-runtime version")
+    fake = tmp_path / "backends" / "linux_native"
+    fake.mkdir(parents=True)
+    (tmp_path / "backends" / "__init__.py").write_text("")
+    (fake / "__init__.py").write_text("")
+    (fake / "__main__.py").write_text("def main():\n    print('fake tree')\n    return 0\n\n\ndef exit_now(code):\n    raise SystemExit(code)\n")
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    out = subprocess.run([str(launcher), "--version"], capture_output=True, text=True, check=True, env=env).stdout
+    assert out == "fake tree\n"
