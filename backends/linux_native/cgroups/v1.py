@@ -51,8 +51,20 @@ BLKIO_DEVICE_LISTS: dict[str, tuple[str, str]] = {
 }
 
 
+_HIERARCHIES: dict[str, str] | None = None
+
+
 def mounted_hierarchies() -> dict[str, str]:
-    """controller (or name=X) -> mount point, from /proc/self/mountinfo."""
+    """controller (or name=X) -> mount point, from /proc/self/mountinfo, read once per
+    process: the kernel takes about a millisecond to render that file, and create needs
+    it twice (the cgroup paths, then the container's /sys/fs/cgroup binds)."""
+    global _HIERARCHIES
+    if _HIERARCHIES is None:
+        _HIERARCHIES = _read_hierarchies()
+    return dict(_HIERARCHIES)
+
+
+def _read_hierarchies() -> dict[str, str]:
     found: dict[str, str] = {}
     with open("/proc/self/mountinfo") as f:
         for line in f:
