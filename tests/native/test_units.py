@@ -129,3 +129,22 @@ def test_launcher_finds_the_package_and_respects_pythonpath(tmp_path):
     env = dict(os.environ, PYTHONPATH=str(tmp_path))
     out = subprocess.run([str(launcher), "--version"], capture_output=True, text=True, check=True, env=env).stdout
     assert out == "fake tree\n"
+
+
+def test_wait_exit_blocks_until_the_process_is_gone():
+    """pidfd wait: False while the process lives (the timeout ends it), True once it exited."""
+    import signal
+
+    from backends.linux_native.pidwait import wait_exit
+
+    pid = os.fork()
+    if pid == 0:
+        signal.pause()
+        os._exit(0)
+    try:
+        assert wait_exit(pid, 0.05) is False
+        os.kill(pid, signal.SIGKILL)
+        assert wait_exit(pid, 30) is True  # a zombie counts as gone
+    finally:
+        os.waitpid(pid, 0)
+    assert wait_exit(pid, 0) is True  # reaped: no such process

@@ -131,18 +131,13 @@ def create(root: str, container_id: str, bundle: str, opts, reaper: bool = False
 
 
 def _wait_gone(pid: int) -> None:
-    import time
+    """Reap our child PID after SIGKILL, or wait (pidfd) for a PID we did not fork."""
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        from backends.linux_native.pidwait import wait_exit
 
-    for _ in range(500):
-        try:
-            done, _status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return
-        except ChildProcessError:
-            found = state.process_start_time(pid)
-            if found is None or found[0] in "ZX":
-                return
-        time.sleep(0.002)
+        wait_exit(pid, 1)
 
 
 def _remove_dir(path: str) -> None:

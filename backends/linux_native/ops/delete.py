@@ -9,6 +9,7 @@ import time
 from backends.linux_native import cgroups, state
 from backends.linux_native.errors import BadState, ContainerNotFound, RuntimeFailure
 from backends.linux_native.log import LOG
+from backends.linux_native.pidwait import wait_exit
 
 
 def main(command: str, glob, opts) -> int:
@@ -35,6 +36,8 @@ def kill_all(ctr: state.Container, manager: cgroups.Manager) -> None:
             os.kill(pid, 9)
         except ProcessLookupError:
             pass
+    if ctr.alive():
+        wait_exit(ctr.pid, 10)  # the init first: with it, a PID namespace dies whole
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
@@ -43,7 +46,7 @@ def kill_all(ctr: state.Container, manager: cgroups.Manager) -> None:
             pass
         if not ctr.alive() and not manager.pids():
             return
-        time.sleep(0.002)
+        time.sleep(0.002)  # stragglers outside the init's PID namespace (no pidfd for a set)
     LOG.warning(f"processes of {ctr.id} still present after SIGKILL")
 
 
