@@ -4,7 +4,7 @@ of v1 controllers beside an empty cgroup2, which is driven as v1)."""
 
 from __future__ import annotations
 
-import os
+from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
 import time
 
 V1_CONTROLLERS = frozenset(

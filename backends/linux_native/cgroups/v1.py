@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-import os
+from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
 import time
 
 from backends.linux_native.cgroups import V1_CONTROLLERS, Manager, _read_pids, _rmdir_retry, read_int, read_keyed

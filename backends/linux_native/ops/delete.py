@@ -3,13 +3,12 @@ poststop hooks, forget the container."""
 
 from __future__ import annotations
 
-import os
+from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
 import time
 
 from backends.linux_native import cgroups, state
 from backends.linux_native.errors import BadState, ContainerNotFound, RuntimeFailure
 from backends.linux_native.log import LOG
-from backends.linux_native.pidwait import wait_exit
 
 
 def main(command: str, glob, opts) -> int:
@@ -37,6 +36,8 @@ def kill_all(ctr: state.Container, manager: cgroups.Manager) -> None:
         except ProcessLookupError:
             pass
     if ctr.alive():
+        from backends.linux_native.pidwait import wait_exit  # select: not on a stopped delete's path
+
         wait_exit(ctr.pid, 10)  # the init first: with it, a PID namespace dies whole
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
