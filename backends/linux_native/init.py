@@ -131,7 +131,7 @@ def container_init(spec, opts: InitOptions, chan) -> None:
     os.setsid()
     reset_signals()
     process = spec.process or _NO_PROCESS
-    # Modules only some containers need, imported while the host's root is still visible.
+    # Modules only some containers need (the runtime imported them before the fork).
     if process.terminal:
         from backends.linux_native import terminal
     if spec.hooks["createContainer"] or spec.hooks["startContainer"]:

@@ -50,6 +50,12 @@ def create(root: str, container_id: str, bundle: str, opts, reaper: bool = False
     from backends.linux_native.init import InitOptions, container_init
 
     spec = speclib.load(bundle)
+    # What the init imports only for some containers is loaded here, by the runtime: in a
+    # user namespace the init may not be allowed to read the Python installation.
+    if spec.process and spec.process.terminal:
+        from backends.linux_native import terminal  # noqa: F401
+    if spec.hooks["createContainer"] or spec.hooks["startContainer"]:
+        from backends.linux_native import hooks  # noqa: F401
     if spec.process and spec.process.apparmor and not os.path.exists("/sys/kernel/security/apparmor"):
         LOG.info("apparmor is not enabled on this host; apparmorProfile ignored")
     ctr = state.new(root, container_id)
