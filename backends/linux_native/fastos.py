@@ -1,19 +1,22 @@
-"""The part of `os` that the runtime's short commands (start, state, kill, delete) use,
-taken from the built-in `posix` module. `import os` costs 1.5-2 ms of CPU per call here
-(posixpath, stat, genericpath, and _collections_abc for os.environ): as much as those
-commands' own work. Modules only on the create/exec path import os as usual.
+"""`os` for the runtime, taken from the built-in `posix` module: `import os` costs 1.5-2 ms
+of CPU and ~200 KiB per call here (posixpath, stat, genericpath, and _collections_abc for
+os.environ), as much as a short command's own work. The runtime's modules import this
+module as `os`; everything but the path functions, makedirs and environ is posix's own.
 
 The path functions take and give str, and agree with os.path for what the runtime
-passes them (tests/native/test_units.py compares them)."""
+passes them (tests/native/test_units.py compares them). `environ` is a str snapshot of
+the process environment, for reading."""
 
 from __future__ import annotations
 
-from posix import (  # noqa: F401 - re-exported
-    O_APPEND, O_CLOEXEC, O_CREAT, O_DIRECTORY, O_NONBLOCK, O_RDONLY, O_WRONLY, WNOHANG, _exit, close, getcwd, getpid,
-    kill, listdir, lstat, mkdir, open, pidfd_open, read, rename, rmdir, stat, statvfs, unlink, waitpid, write,
-)
+from posix import *  # noqa: F403 - the os functions, which are posix's
+from posix import _exit  # noqa: F401 - private names are not in *
+from posix import environ as _environb
+from posix import getcwd, lstat, mkdir, stat
 
-_S_IFMT, _S_IFDIR, _S_IFREG = 0o170000, 0o040000, 0o100000
+environ: dict[str, str] = {k.decode(errors="surrogateescape"): v.decode(errors="surrogateescape") for k, v in _environb.items()}
+
+_S_IFMT, _S_IFDIR, _S_IFREG, _S_IFLNK = 0o170000, 0o040000, 0o100000, 0o120000
 
 
 def _mode(p: str) -> int:
@@ -25,7 +28,8 @@ def _mode(p: str) -> int:
 
 
 class path:
-    """os.path's join, exists, isdir, isfile, dirname, basename, normpath, abspath."""
+    """os.path's join, exists, lexists, isdir, isfile, islink, isabs, dirname, basename,
+    normpath, abspath, relpath."""
 
     @staticmethod
     def join(a: str, *rest: str) -> str:
@@ -42,6 +46,25 @@ class path:
     @staticmethod
     def exists(p: str) -> bool:
         return _mode(p) != 0
+
+    @staticmethod
+    def lexists(p: str) -> bool:
+        try:
+            lstat(p)
+        except (OSError, ValueError):
+            return False
+        return True
+
+    @staticmethod
+    def islink(p: str) -> bool:
+        try:
+            return lstat(p).st_mode & _S_IFMT == _S_IFLNK
+        except (OSError, ValueError):
+            return False
+
+    @staticmethod
+    def isabs(p: str) -> bool:
+        return p.startswith("/")
 
     @staticmethod
     def isdir(p: str) -> bool:
@@ -78,6 +101,17 @@ class path:
     @staticmethod
     def abspath(p: str) -> str:
         return path.normpath(p if p.startswith("/") else path.join(getcwd(), p))
+
+    @staticmethod
+    def relpath(p: str, start: str = ".") -> str:
+        if not p:
+            raise ValueError("no path specified")
+        target = [c for c in path.abspath(p).split("/") if c]
+        base = [c for c in path.abspath(start).split("/") if c]
+        common = 0
+        while common < min(len(target), len(base)) and target[common] == base[common]:
+            common += 1
+        return "/".join([".."] * (len(base) - common) + target[common:]) or "."
 
 
 def makedirs(name: str, mode: int = 0o777, exist_ok: bool = False) -> None:

@@ -3,7 +3,7 @@ optional timeout; a failing hook fails the step that ran it (poststop: a warning
 
 from __future__ import annotations
 
-import os
+from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
 
 from backends.linux_native import jsonio
 from backends.linux_native.errors import RuntimeFailure

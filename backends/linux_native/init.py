@@ -5,7 +5,7 @@ closing the runtime's fds, execve). Policy is here; the fork dance is in process
 from __future__ import annotations
 
 import _signal
-import os
+from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
 import resource
 
 from backends.linux_native import capabilities, rootfs, syscalls

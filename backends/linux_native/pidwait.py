@@ -3,7 +3,7 @@ its process exits, whoever its parent is, so poll() on it sleeps exactly that lo
 
 from __future__ import annotations
 
-import os
+from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
 import select
 
 

@@ -8,7 +8,7 @@ need: `import ctypes` builds some forty types and imports struct on every `creat
 from __future__ import annotations
 
 import _ctypes
-import os
+from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
 import sys
 
 

@@ -5,7 +5,7 @@ cgroup.event_control; v2 polls memory.events, which the kernel flags (POLLPRI) o
 
 from __future__ import annotations
 
-import os
+from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
 import select
 
 from backends.linux_native.cgroups import read_keyed

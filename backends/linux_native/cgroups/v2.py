@@ -3,7 +3,7 @@ cgroup.subtree_control; linux.resources converted to the unified files."""
 
 from __future__ import annotations
 
-import os
+from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
 import time
 
 from backends.linux_native.cgroups import Manager, _read_pids, _rmdir_retry, read_int, read_keyed

@@ -3,7 +3,7 @@ for `start`."""
 
 from __future__ import annotations
 
-import os
+from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
 
 from backends.linux_native import OCI_VERSION, cgroups, jsonio, spec as speclib, state
 from backends.linux_native.errors import RuntimeFailure

@@ -5,7 +5,7 @@ container's init exits. Waiting is poll() on the OOM watch and a pidfd of the in
 
 from __future__ import annotations
 
-import os
+from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
 import select
 import sys
 
