@@ -3,7 +3,7 @@ being run are imported: start-up time is on every container's critical path."""
 
 from __future__ import annotations
 
-import os
+from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
 import sys
 
 from backends.linux_native import OCI_VERSION, __version__, cli
@@ -14,8 +14,11 @@ from backends.linux_native.log import LOG
 OPERATIONS = {
     "create": "create", "run": "run", "start": "start", "state": "state", "list": "state",
     "kill": "kill", "delete": "delete", "exec": "exec", "pause": "pause", "resume": "pause",
-    "ps": "ps", "update": "update", "features": "features", "spec": "features",
+    "ps": "ps", "update": "update", "events": "events", "features": "features", "spec": "features",
 }
+
+# Commands that move a process into a cgroup (see cgroups/prime.py).
+PRIMES_CGROUP_ATTACH = frozenset(("create", "run", "exec"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -32,6 +35,12 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(f"hostrt-runtime version {__version__}\nspec: {OCI_VERSION}\n")
         return 0
     LOG.configure(glob.log, glob.log_format or "text", bool(glob.debug))
+    # create chdirs into the bundle: a relative --root must not follow it there.
+    glob.root = os.path.abspath(glob.root)
+    if command in PRIMES_CGROUP_ATTACH:
+        from backends.linux_native.cgroups.prime import prime_attach
+
+        prime_attach()
     module = __import__(f"backends.linux_native.ops.{OPERATIONS[command]}", fromlist=["run"])
     try:
         return int(module.main(command, glob, opts) or 0)

@@ -4,7 +4,7 @@ then capset, then ambient (which needs the bits in permitted and inheritable).""
 
 from __future__ import annotations
 
-import os
+from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
 
 from backends.linux_native import syscalls
 from backends.linux_native.log import LOG

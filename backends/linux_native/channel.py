@@ -4,7 +4,7 @@ Both ends are close-on-exec, so a successful execve shows up as EOF."""
 
 from __future__ import annotations
 
-import os
+from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
 
 from backends.linux_native.errors import RuntimeFailure
 
@@ -13,7 +13,8 @@ class Channel:
     def __init__(self) -> None:
         self.up_r, self.up_w = os.pipe()
         self.down_r, self.down_w = os.pipe()
-        self._buf = b""
+        self._buf = b""  # parent side: read past the last full line
+        self._down_buf = b""  # child side: the same, for answers sent back to back
 
     # --- child side ---
     def child_side(self) -> None:
@@ -25,14 +26,14 @@ class Channel:
         os.write(self.up_w, line.encode())
 
     def wait(self) -> str:
-        """Block for the parent's answer line; exit quietly if the parent is gone."""
-        data = b""
-        while not data.endswith(b"\n"):
+        """Block for the parent's next answer line; exit quietly if the parent is gone."""
+        while b"\n" not in self._down_buf:
             chunk = os.read(self.down_r, 65536)
             if not chunk:
                 os._exit(1)
-            data += chunk
-        return data[:-1].decode()
+            self._down_buf += chunk
+        line, _, self._down_buf = self._down_buf.partition(b"\n")
+        return line.decode()
 
     # --- parent side ---
     def parent_side(self) -> None:

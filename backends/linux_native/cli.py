@@ -56,6 +56,7 @@ COMMANDS: dict[str, tuple[dict[str, tuple[str, str]], tuple[str, ...]]] = {
         },
         ("id",),
     ),
+    "events": ({"interval": ("interval", STR), "stats": ("stats", BOOL)}, ("id",)),
     "features": ({}, ()),
     "spec": ({"bundle": ("bundle", STR), "b": ("bundle", STR), "rootless": ("rootless", BOOL)}, ()),
 }
@@ -150,5 +151,5 @@ commands:
   exec [--process F | -t -d -e K=V --cwd D -u UID[:GID] --pid-file F] ID [ARGS...]
   pause ID            resume ID                      ps [--format json] ID
   list [--format json] [-q]                          update [--memory N ...] ID
-  features            spec [--bundle B]
+  events [--stats] [--interval 5s] ID                features            spec [--bundle B]
 """

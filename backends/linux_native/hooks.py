@@ -3,11 +3,11 @@ optional timeout; a failing hook fails the step that ran it (poststop: a warning
 
 from __future__ import annotations
 
-import os
-import time
+from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
 
 from backends.linux_native import jsonio
 from backends.linux_native.errors import RuntimeFailure
+from backends.linux_native.pidwait import wait_exit
 
 
 def run(hooks: list, state: dict, kind: str) -> None:
@@ -33,16 +33,11 @@ def run_one(hook, payload: bytes, kind: str) -> None:
     except BrokenPipeError:
         pass
     os.close(write_end)
-    deadline = time.monotonic() + hook.timeout if hook.timeout else None
-    while True:
-        done, status = os.waitpid(pid, os.WNOHANG if deadline else 0)
-        if done:
-            break
-        if deadline and time.monotonic() > deadline:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-            raise RuntimeFailure(f"{kind} hook {hook.path} timed out after {hook.timeout}s")
-        time.sleep(0.002)
+    if hook.timeout and not wait_exit(pid, hook.timeout):
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+        raise RuntimeFailure(f"{kind} hook {hook.path} timed out after {hook.timeout}s")
+    _, status = os.waitpid(pid, 0)
     code = os.waitstatus_to_exitcode(status)
     if code != 0:
         raise RuntimeFailure(f"{kind} hook {hook.path} failed with status {code}")

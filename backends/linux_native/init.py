@@ -5,10 +5,10 @@ closing the runtime's fds, execve). Policy is here; the fork dance is in process
 from __future__ import annotations
 
 import _signal
-import os
+from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
 import resource
 
-from backends.linux_native import capabilities, hooks, jsonio, rootfs, syscalls, terminal
+from backends.linux_native import capabilities, rootfs, syscalls
 from backends.linux_native.errors import RuntimeFailure
 from backends.linux_native.log import LOG
 
@@ -131,6 +131,11 @@ def container_init(spec, opts: InitOptions, chan) -> None:
     os.setsid()
     reset_signals()
     process = spec.process or _NO_PROCESS
+    # Modules only some containers need (the runtime imported them before the fork).
+    if process.terminal:
+        from backends.linux_native import terminal
+    if spec.hooks["createContainer"] or spec.hooks["startContainer"]:
+        from backends.linux_native import hooks, jsonio
     in_userns = "user" in spec.namespaces
     if process.oom_score_adj is not None:
         with open("/proc/self/oom_score_adj", "w") as f:
@@ -184,6 +189,8 @@ def container_init(spec, opts: InitOptions, chan) -> None:
 
 
 def _console(spec, opts: InitOptions) -> int:
+    from backends.linux_native import terminal
+
     if opts.console_fd is None:
         raise RuntimeFailure("process.terminal is true but no --console-socket was given")
     pts = spec.root_path + "/dev/pts"

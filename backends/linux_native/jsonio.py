@@ -49,7 +49,7 @@ def load_file(path: str) -> object:
 
 def write_atomic(path: str, value: object) -> None:
     """Write then rename, so a reader never sees half a file."""
-    import os
+    from backends.linux_native import fastos as os
 
     tmp = f"{path}.tmp{os.getpid()}"
     with open(tmp, "w") as f:

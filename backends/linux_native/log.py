@@ -3,7 +3,7 @@ shows the last error line of that file to its user, or plain text."""
 
 from __future__ import annotations
 
-import os
+from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
 import sys
 import time
 

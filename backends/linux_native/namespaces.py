@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import os
+from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
 
 from backends.linux_native import syscalls
 from backends.linux_native.tables import NAMESPACES
 
 CLONE_NEWUSER = NAMESPACES["user"][0]
 CLONE_NEWNET = NAMESPACES["network"][0]
+CLONE_NEWPID = NAMESPACES["pid"][0]
+CLONE_NEWCGROUP = NAMESPACES["cgroup"][0]
 
 
 def join(paths: dict[str, str]) -> None:

@@ -1,10 +1,12 @@
-"""The fork dance, isolated from policy: runtime -> intermediate (joins the cgroup and
-namespaces, unshares new ones) -> init or exec process (PID 1 of a new PID namespace).
-The runtime stays in the host's namespaces and answers the children over a Channel."""
+"""The fork dance, isolated from policy. Usually one fork: the runtime -> init or exec
+process, the runtime holding the PID namespace for the fork and moving the child into
+its cgroup. With user or time namespaces: runtime -> intermediate (joins the cgroup and
+namespaces, unshares new ones) -> init or exec process. The runtime stays in the host's
+namespaces and answers the children over a Channel."""
 
 from __future__ import annotations
 
-import os
+from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
 
 from backends.linux_native import namespaces, syscalls
 from backends.linux_native.channel import Channel
@@ -62,14 +64,80 @@ def _intermediate(chan: Channel, join: dict[str, str], new_flags: int, new_user:
     os._exit(0)
 
 
-def fork_container(spec_namespaces: dict[str, str], join: dict[str, str], cgroup, child, id_maps=None, reaper: bool = False) -> tuple[Channel, int]:
-    """Start intermediate + final child; returns the channel and the final child's host PID
-    once the intermediate is reaped. CHILD runs in the new namespaces and must not return."""
+def fork_container(spec_namespaces: dict[str, str], join: dict[str, str], cgroup, child, id_maps=None, reaper: bool = False,
+                   prepare_cgroup=None) -> tuple[Channel, int]:
+    """Start the container process; returns the channel and its host PID. CHILD runs in
+    the new namespaces and must not return. PREPARE_CGROUP (create the cgroup, write the
+    limits) runs before the process is moved in; on the one-fork path while the child
+    unshares its namespaces."""
     syscalls.prctl(PR_SET_DUMPABLE, 0)
     if reaper:
         syscalls.prctl(PR_SET_CHILD_SUBREAPER, 1)
     new_user = "user" in spec_namespaces and not spec_namespaces["user"] and "user" not in join
     new_flags = namespaces.new_flags({k: v for k, v in spec_namespaces.items() if k not in join})
+    if new_user or "user" in join or "time" in join or "time" in spec_namespaces:
+        if prepare_cgroup is not None:
+            prepare_cgroup()
+        return _fork_through_intermediate(join, new_flags, new_user, cgroup, child, id_maps)
+    return _fork_direct(join, new_flags, cgroup, child, prepare_cgroup)
+
+
+def _fork_direct(join: dict[str, str], new_flags: int, cgroup, child, prepare_cgroup=None) -> tuple[Channel, int]:
+    """One fork, no intermediate process: the runtime sets its PID namespace for children
+    (new or joined) around the fork, the child enters the other namespaces itself while
+    the runtime moves it into its cgroup, then waits for the go-ahead, as nothing of the
+    container may happen outside the cgroup. A new cgroup namespace comes after the move,
+    so that its root is the container's cgroup."""
+    pid_flag = namespaces.CLONE_NEWPID
+    cgroup_flag = namespaces.CLONE_NEWCGROUP
+    own_pid_ns = -1
+    if "pid" in join or new_flags & pid_flag:
+        own_pid_ns = os.open("/proc/self/ns/pid", os.O_RDONLY | os.O_CLOEXEC)
+    chan = Channel()
+    try:
+        if "pid" in join:
+            namespaces.join({"pid": join["pid"]})
+        elif new_flags & pid_flag:
+            syscalls.unshare(pid_flag)
+        pid = os.fork()
+        if pid == 0:
+            try:
+                chan.child_side()
+                if own_pid_ns >= 0:
+                    os.close(own_pid_ns)
+                namespaces.join({k: v for k, v in join.items() if k != "pid"})
+                if new_flags & ~(pid_flag | cgroup_flag):
+                    syscalls.unshare(new_flags & ~(pid_flag | cgroup_flag))
+                chan.wait()  # in the cgroup now
+                if new_flags & cgroup_flag:
+                    syscalls.unshare(cgroup_flag)
+                child(chan)
+            except BaseException as exc:  # noqa: BLE001 - report, never return into the runtime
+                _child_failed(chan, exc)
+            os._exit(1)
+    finally:
+        if own_pid_ns >= 0:
+            syscalls.setns(own_pid_ns, pid_flag)  # later forks (hooks) stay in the host's
+            os.close(own_pid_ns)
+    chan.parent_side()
+    try:
+        if prepare_cgroup is not None:
+            prepare_cgroup()
+        if cgroup is not None:
+            cgroup.apply(pid)
+        chan.answer("go")
+    except BaseException:
+        kill_quietly(pid)
+        os.waitpid(pid, 0)
+        chan.close()
+        raise
+    return chan, pid
+
+
+def _fork_through_intermediate(join: dict[str, str], new_flags: int, new_user: bool, cgroup, child, id_maps) -> tuple[Channel, int]:
+    """runtime -> intermediate -> container process, for user and time namespaces: a user
+    namespace must own the PID namespace created after it, and joining a time namespace
+    wants a single-threaded caller. The intermediate is reaped before returning."""
     chan = Channel()
     pid = os.fork()
     if pid == 0:

@@ -3,7 +3,7 @@ masked and read-only paths. Runs in the container's mount namespace, in its init
 
 from __future__ import annotations
 
-import os
+from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
 import stat
 
 from backends.linux_native import syscalls

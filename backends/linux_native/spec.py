@@ -3,7 +3,7 @@ raw JSON, except the resources and seccomp sections whose own modules parse them
 
 from __future__ import annotations
 
-import os
+from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
 
 from backends.linux_native import jsonio
 from backends.linux_native.errors import ConfigError

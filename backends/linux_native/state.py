@@ -4,7 +4,7 @@ process that died is "stopped" whatever the file says."""
 
 from __future__ import annotations
 
-import os
+from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
 import time
 
 from backends.linux_native import OCI_VERSION, jsonio
@@ -97,7 +97,9 @@ def load(root: str, container_id: str) -> Container:
     try:
         data = jsonio.load_file(os.path.join(root, container_id, STATE))
     except (FileNotFoundError, NotADirectoryError):
-        raise ContainerNotFound(container_id) from None
+        if not os.path.isdir(os.path.join(root, container_id)):
+            raise ContainerNotFound(container_id) from None
+        data = {"id": container_id}  # a create killed before it saved: as below
     except ValueError:
         # A create that died half-way; treat as an empty, stopped record so delete can clean it.
         data = {"id": container_id}

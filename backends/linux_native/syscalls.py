@@ -1,14 +1,57 @@
-"""Thin ctypes wrappers for the Linux syscalls the standard library lacks (Python 3.11 has
-no os.unshare/os.setns). Each raises OSError with errno, like the os module does."""
+"""Thin wrappers for the Linux syscalls the standard library lacks (Python 3.11 has no
+os.unshare/os.setns). Each raises OSError with errno, like the os module does.
+
+They call libc through `_ctypes`, the C half of ctypes, with the three C types they
+need: `import ctypes` builds some forty types and imports struct on every `create`
+(3-4 ms of CPU here), for nothing these calls use."""
 
 from __future__ import annotations
 
-import ctypes
-import os
+import _ctypes
+from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
+import sys
 
-_libc = ctypes.CDLL(None, use_errno=True)
-_syscall = _libc.syscall
-_syscall.restype = ctypes.c_long
+
+class c_int(_ctypes._SimpleCData):
+    _type_ = "i"
+
+
+class c_long(_ctypes._SimpleCData):
+    _type_ = "l"
+
+
+class c_ulong(_ctypes._SimpleCData):
+    _type_ = "L"
+
+
+class _Libc:
+    """What a foreign function needs of its library: the dlopen handle (the process's own
+    symbols, glibc's among them)."""
+
+    _handle = _ctypes.dlopen(None, _ctypes.RTLD_LOCAL)
+
+
+class _IntFunction(_ctypes.CFuncPtr):
+    _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+    _restype_ = c_int
+
+
+class _LongFunction(_ctypes.CFuncPtr):
+    _flags_ = _ctypes.FUNCFLAG_CDECL | _ctypes.FUNCFLAG_USE_ERRNO
+    _restype_ = c_long
+
+
+class _LibcFunctions:
+    """libc functions resolved on first use, like ctypes.CDLL attributes."""
+
+    def __getattr__(self, name: str) -> _ctypes.CFuncPtr:
+        function = _IntFunction((name, _Libc))
+        setattr(self, name, function)
+        return function
+
+
+_libc = _LibcFunctions()
+_syscall = _LongFunction(("syscall", _Libc))
 
 # x86_64 and aarch64 numbers of the syscalls glibc 2.36 wraps poorly or not at all.
 _NR = {
@@ -19,7 +62,7 @@ _NR = {
 
 def _check(ret: int, what: str, path: str | None = None) -> int:
     if ret < 0:
-        err = ctypes.get_errno()
+        err = _ctypes.get_errno()
         raise OSError(err, f"{what}: {os.strerror(err)}", path)
     return ret
 
@@ -30,7 +73,7 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int, data:
             source.encode() if source is not None else None,
             target.encode(),
             fstype.encode() if fstype is not None else None,
-            ctypes.c_ulong(flags),
+            c_ulong(flags),
             data.encode() if data else None,
         ),
         f"mount {source or fstype} on {target}",
@@ -61,7 +104,7 @@ def pivot_root(new_root: str, put_old: str) -> None:
 
 def prctl(option: int, arg2: int = 0, arg3: int = 0, arg4: int = 0, arg5: int = 0) -> int:
     return _check(
-        _libc.prctl(option, ctypes.c_ulong(arg2), ctypes.c_ulong(arg3), ctypes.c_ulong(arg4), ctypes.c_ulong(arg5)),
+        _libc.prctl(option, c_ulong(arg2), c_ulong(arg3), c_ulong(arg4), c_ulong(arg5)),
         f"prctl({option})",
     )
 
@@ -89,25 +132,16 @@ def close_range_cloexec(first: int) -> None:
                     pass
 
 
-class _CapHeader(ctypes.Structure):
-    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
-
-
-class _CapData(ctypes.Structure):
-    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32), ("inheritable", ctypes.c_uint32)]
-
-
 _CAP_V3 = 0x20080522
 
 
+def _u32(value: int) -> bytes:
+    return (value & 0xFFFFFFFF).to_bytes(4, sys.byteorder)
+
+
 def capset(effective: int, permitted: int, inheritable: int) -> None:
-    header = _CapHeader(_CAP_V3, 0)
-    data = (_CapData * 2)()
-    for i in range(2):
-        shift = 32 * i
-        data[i].effective = (effective >> shift) & 0xFFFFFFFF
-        data[i].permitted = (permitted >> shift) & 0xFFFFFFFF
-        data[i].inheritable = (inheritable >> shift) & 0xFFFFFFFF
-    _check(_syscall(_NR["capset"], ctypes.byref(header), data), "capset")
-
-
+    """capset(2) with version 3 structs built as bytes: the header {u32 version, int pid}
+    and two {u32 effective, permitted, inheritable}, low 32 capabilities first."""
+    header = _u32(_CAP_V3) + _u32(0)
+    data = b"".join(_u32(effective >> s) + _u32(permitted >> s) + _u32(inheritable >> s) for s in (0, 32))
+    _check(_syscall(_NR["capset"], header, data), "capset")

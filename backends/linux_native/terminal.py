@@ -5,7 +5,7 @@ terminal and stdio of the container process."""
 from __future__ import annotations
 
 import fcntl
-import os
+from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
 import struct
 
 TIOCSPTLCK = 0x40045431

@@ -64,3 +64,36 @@ def test_v2_apply_freeze_kill_destroy():
                 os.rmdir(path)
             except OSError:
                 pass
+
+
+def test_v2_stats_and_oom_watch_without_a_memory_controller():
+    """This hybrid host's cgroup2 has no controllers: stats come from the core files
+    (cpu.stat) and read the absent ones as None, and there is no OOM watch to register
+    (memory.events is a memory-controller file). With the controller (a v2 host) the
+    container tests exercise both."""
+    manager = V2Manager.for_path(f"/hostrt-v2-stats/{os.getpid()}", root=ROOT)
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(60)
+        os._exit(0)
+    try:
+        manager.apply(pid)
+        stats = manager.stats()
+        assert isinstance(stats["cpu"]["usage"]["total"], int)
+        has_memory = os.path.exists(os.path.join(manager.path, "memory.events"))
+        assert (manager.watch_oom() is not None) == has_memory
+        if not has_memory:
+            assert stats["memory"]["usage"]["usage"] is None and stats["memory"]["oom_kill"] == 0
+        manager.destroy()
+        os.waitpid(pid, 0)
+    finally:
+        try:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+        for path in (manager.path, os.path.dirname(manager.path)):
+            try:
+                os.rmdir(path)
+            except OSError:
+                pass

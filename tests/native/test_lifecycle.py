@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 
 import pytest
@@ -110,6 +111,32 @@ def test_missing_executable_fails_create_with_json_log(rt, bundle):
     assert last["level"] == "error"
     assert "does-not-exist" in last["msg"]
     assert rt.ids() == []
+
+
+def test_relative_root_survives_the_chdir_into_the_bundle(rt, bundle, tmp_path):
+    """create works inside the bundle directory; a relative --root still names the
+    directory it named where the command started."""
+    from tests.native.conftest import RUNTIME
+
+    b = bundle("true")
+    cmd = [*RUNTIME, "--root", "relroot"]
+    subprocess.run([*cmd, "create", "-b", str(b), "c1"], cwd=tmp_path, check=True, stdin=subprocess.DEVNULL,
+                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, timeout=60)
+    assert (tmp_path / "relroot" / "c1" / "state.json").is_file()
+    subprocess.run([*cmd, "delete", "--force", "c1"], cwd=tmp_path, check=True, timeout=60)
+    assert not (tmp_path / "relroot" / "c1").exists()
+
+
+def test_delete_force_clears_a_create_killed_before_it_saved(rt, bundle):
+    """A directory without state.json (create killed half-way) blocks the id until
+    `delete --force` removes it."""
+    (rt.root / "c1").mkdir(parents=True)
+    os.mkfifo(rt.root / "c1" / "exec.fifo")
+    assert "exists" in rt("create", "-b", str(bundle("true")), "c1", check=False).stderr
+    rt("delete", "--force", "c1")
+    assert not (rt.root / "c1").exists()
+    rt("create", "-b", str(bundle("true")), "c1")
+    rt("delete", "--force", "c1")
 
 
 def test_unknown_container_is_an_error(rt):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 import time
 
 import pytest
@@ -38,6 +39,62 @@ def test_memory_limit_ends_in_oom_kill(rt, bundle):
     assert manager_for(_cgroup(rt, "c1")).oom_kills() >= 1
     assert "survived" not in rt.output.read_text()
     rt("delete", "c1")
+
+
+def test_oom_kill_is_an_event(rt, bundle):
+    """`events` streams {"type": "oom"} when the kernel kills for memory in the container
+    (runc's events), and `events --stats` reports the limit and the oom_kill count."""
+    from tests.native.conftest import RUNTIME
+
+    def edit(config):
+        config["linux"]["resources"]["memory"] = {"limit": 32 << 20, "swap": 32 << 20}
+
+    b = bundle("sh", "-c", "x=$(head -c 67108864 /dev/zero | tr '\\0' a); echo survived ${#x}", edit=edit)
+    rt("create", "-b", str(b), "c1")
+    stats = json.loads(rt("events", "--stats", "c1").stdout)
+    assert stats["type"] == "stats" and stats["id"] == "c1"
+    assert stats["data"]["memory"]["usage"]["limit"] == 32 << 20
+    assert stats["data"]["memory"]["oom_kill"] == 0
+    events = subprocess.Popen([*RUNTIME, "--root", str(rt.root), "events", "--interval", "10s", "c1"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(0.5)  # registered before the container runs
+        rt("start", "c1")
+        out, err = events.communicate(timeout=30)  # ends when the init exits
+    finally:
+        events.kill()
+    lines = [json.loads(line) for line in out.splitlines()]
+    assert {"type": "oom", "id": "c1"} in lines, (out, err)
+    assert events.returncode == 0, err
+    assert manager_for(_cgroup(rt, "c1")).oom_kills() >= 1
+    assert rt("events", "--stats", "c1", check=False).returncode != 0  # stopped, as runc
+    rt("delete", "c1")
+
+
+def test_update_from_a_resources_file(rt, bundle, tmp_path):
+    """`update -r FILE` (runc's --resources) and `-r -` (stdin) take linux.resources JSON."""
+    def edit(config):
+        config["linux"]["resources"].update(memory={"limit": 64 << 20}, pids={"limit": 100}, cpu={"shares": 512})
+
+    rt("run", "-d", "-b", str(bundle("sleep", "100", edit=edit)), "c1")
+    res = tmp_path / "resources.json"
+    res.write_text(json.dumps({"memory": {"limit": 96 << 20}, "pids": {"limit": 40}, "cpu": {"shares": 256}}))
+    rt("update", "-r", str(res), "c1")
+    v1 = _cgroup(rt, "c1")["version"] == 1
+    memory_file, shares_file = ("memory.limit_in_bytes", "cpu.shares") if v1 else ("memory.max", "cpu.weight")
+    assert _file(rt, "c1", "memory", memory_file) == str(96 << 20)
+    assert _file(rt, "c1", "pids", "pids.max") == "40"
+    if v1:
+        assert _file(rt, "c1", "cpu", shares_file) == "256"
+    rt("update", "-r", "-", "c1", input=json.dumps({"pids": {"limit": 30}}))
+    assert _file(rt, "c1", "pids", "pids.max") == "30"
+    assert _file(rt, "c1", "memory", memory_file) == str(96 << 20)  # untouched
+    # the saved config follows, so a later reader sees the limits in force
+    saved = json.loads((rt.root / "c1" / "state.json").read_text())["config"]["linux"]["resources"]
+    assert saved["pids"]["limit"] == 30 and saved["memory"]["limit"] == 96 << 20
+    bad = rt("update", "-r", "-", "c1", input="{not json", check=False)
+    assert bad.returncode != 0
+    rt("delete", "--force", "c1")
 
 
 def test_pids_limit_holds_a_fork_bomb(rt, bundle):
@@ -101,6 +158,19 @@ def test_cgroup_values_update_and_cleanup(rt, bundle):
     rt("delete", "--force", "c1")
     for path in paths:
         assert not os.path.exists(path)
+
+
+def test_refused_limit_fails_create_and_leaves_nothing(rt, bundle):
+    """The limits are written while the container process already exists (it unshares its
+    namespaces meanwhile): a limit the kernel refuses must still fail create cleanly."""
+    def edit(config):
+        config["linux"]["resources"]["cpu"] = {"cpus": "9999"}
+        config["linux"]["cgroupsPath"] = "/hostrt-test/refused"
+
+    proc = rt("create", "-b", str(bundle("true", edit=edit)), "c1", check=False)
+    assert proc.returncode == 1 and "cpuset.cpus" in proc.stderr
+    assert rt.ids() == [] and not (rt.root / "c1").exists()
+    assert not any(os.path.exists(f"/sys/fs/cgroup/{c}/hostrt-test/refused") for c in os.listdir("/sys/fs/cgroup"))
 
 
 def test_container_sees_its_own_cgroup(rt, bundle):

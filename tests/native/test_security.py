@@ -161,3 +161,26 @@ def test_user_namespace_mapping(rt, bundle, open_dir):
     assert host_uid == "100000"
     assert os.readlink(f"/proc/{pid}/ns/user") != os.readlink("/proc/self/ns/user")
     rt("delete", "--force", "c1")
+
+
+def test_user_namespace_with_in_container_hooks(rt, bundle, open_dir):
+    """createContainer hooks run inside the init, which in a user namespace mapped to an
+    unprivileged host uid cannot read the Python installation (/root/...): what the init
+    needs for them is loaded by the runtime before the fork."""
+    shared = open_dir / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    marker = shared / "hooked"
+    hook = {"path": "/bin/sh", "args": ["sh", "-c", f"echo ran >> {marker}"]}
+
+    def edit(config):
+        config["linux"]["namespaces"].append({"type": "user"})
+        config["linux"]["uidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        config["linux"]["gidMappings"] = [{"containerID": 0, "hostID": 100000, "size": 65536}]
+        config["hooks"] = {"createContainer": [hook]}
+
+    b = bundle("true", copy=True, edit=edit, base=open_dir)
+    subprocess.run(["chown", "-R", "-h", "100000:100000", str(b / "rootfs")], check=True)
+    rt("run", "-b", str(b), "c1")
+    assert marker.read_text() == "ran\n"
+

@@ -4,7 +4,7 @@ of v1 controllers beside an empty cgroup2, which is driven as v1)."""
 
 from __future__ import annotations
 
-import os
+from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
 import time
 
 V1_CONTROLLERS = frozenset(
@@ -36,6 +36,14 @@ class Manager:
     def oom_kills(self) -> int:
         return 0
 
+    def watch_oom(self):
+        """An OomWatch (cgroups/oom.py) for this cgroup, or None without a memory controller."""
+        return None
+
+    def stats(self) -> dict:
+        """runc's `events --stats` data: cpu, memory (plus our oom_kill count), pids."""
+        return {}
+
     def destroy(self) -> None: ...
 
     def describe(self) -> dict:
@@ -45,6 +53,16 @@ class Manager:
     def mount_sources(self) -> list[tuple[str, str]]:
         """(host directory, name under /sys/fs/cgroup) pairs to bind into the container."""
         return []
+
+
+def read_int(path: str) -> int | None:
+    """A one-number cgroup file ("max" reads as None); None if absent."""
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.lstrip("-").isdigit() else None
 
 
 def _read_pids(path: str) -> list[int]:
@@ -70,7 +88,7 @@ def read_keyed(path: str, key: str) -> int:
 
 def _rmdir_retry(path: str) -> None:
     """rmdir a cgroup; the kernel returns EBUSY for a moment after its last task exits."""
-    for _ in range(100):
+    for _ in range(500):
         try:
             os.rmdir(path)
             return
@@ -79,7 +97,7 @@ def _rmdir_retry(path: str) -> None:
         except OSError as exc:
             if exc.errno != 16:  # EBUSY
                 raise
-            time.sleep(0.01)
+            time.sleep(0.002)  # v1 offers no notification of a cgroup becoming empty
 
 
 def host_mode() -> str:

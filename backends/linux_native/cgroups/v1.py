@@ -3,10 +3,10 @@
 
 from __future__ import annotations
 
-import os
+from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
 import time
 
-from backends.linux_native.cgroups import V1_CONTROLLERS, Manager, _read_pids, _rmdir_retry, read_keyed
+from backends.linux_native.cgroups import V1_CONTROLLERS, Manager, _read_pids, _rmdir_retry, read_int, read_keyed
 
 
 def _limit(value: int) -> str:
@@ -51,8 +51,20 @@ BLKIO_DEVICE_LISTS: dict[str, tuple[str, str]] = {
 }
 
 
+_HIERARCHIES: dict[str, str] | None = None
+
+
 def mounted_hierarchies() -> dict[str, str]:
-    """controller (or name=X) -> mount point, from /proc/self/mountinfo."""
+    """controller (or name=X) -> mount point, from /proc/self/mountinfo, read once per
+    process: the kernel takes about a millisecond to render that file, and create needs
+    it twice (the cgroup paths, then the container's /sys/fs/cgroup binds)."""
+    global _HIERARCHIES
+    if _HIERARCHIES is None:
+        _HIERARCHIES = _read_hierarchies()
+    return dict(_HIERARCHIES)
+
+
+def _read_hierarchies() -> dict[str, str]:
     found: dict[str, str] = {}
     with open("/proc/self/mountinfo") as f:
         for line in f:
@@ -213,6 +225,29 @@ class V1Manager(Manager):
 
     def oom_kills(self) -> int:
         return read_keyed(os.path.join(self._dir("memory") or "/nonexistent", "memory.oom_control"), "oom_kill")
+
+    def watch_oom(self):
+        from backends.linux_native.cgroups.oom import EventfdOomWatch
+
+        memory = self._dir("memory")
+        return EventfdOomWatch(memory) if memory else None
+
+    def stats(self) -> dict:
+        def read(controller: str, name: str) -> int | None:
+            path = self._dir(controller)
+            return read_int(os.path.join(path, name)) if path else None
+
+        return {
+            "cpu": {"usage": {"total": read("cpuacct", "cpuacct.usage")}},
+            "memory": {
+                "usage": {
+                    "usage": read("memory", "memory.usage_in_bytes"), "max": read("memory", "memory.max_usage_in_bytes"),
+                    "limit": read("memory", "memory.limit_in_bytes"), "failcnt": read("memory", "memory.failcnt"),
+                },
+                "oom_kill": self.oom_kills(),
+            },
+            "pids": {"current": read("pids", "pids.current"), "limit": read("pids", "pids.max")},
+        }
 
     def destroy(self) -> None:
         for path in self.paths.values():

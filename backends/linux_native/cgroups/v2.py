@@ -3,10 +3,10 @@ cgroup.subtree_control; linux.resources converted to the unified files."""
 
 from __future__ import annotations
 
-import os
+from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
 import time
 
-from backends.linux_native.cgroups import Manager, _read_pids, _rmdir_retry, read_keyed
+from backends.linux_native.cgroups import Manager, _read_pids, _rmdir_retry, read_int, read_keyed
 
 ROOT = "/sys/fs/cgroup"
 
@@ -136,6 +136,30 @@ class V2Manager(Manager):
 
     def oom_kills(self) -> int:
         return read_keyed(os.path.join(self.path, "memory.events"), "oom_kill")
+
+    def watch_oom(self):
+        from backends.linux_native.cgroups.oom import EventsFileOomWatch
+
+        if not os.path.exists(os.path.join(self.path, "memory.events")):
+            return None
+        return EventsFileOomWatch(self.path)
+
+    def stats(self) -> dict:
+        def read(name: str) -> int | None:
+            return read_int(os.path.join(self.path, name))
+
+        usage_usec = read_keyed(os.path.join(self.path, "cpu.stat"), "usage_usec")
+        return {
+            "cpu": {"usage": {"total": usage_usec * 1000}},
+            "memory": {
+                "usage": {
+                    "usage": read("memory.current"), "max": read("memory.peak"), "limit": read("memory.max"),
+                    "failcnt": read_keyed(os.path.join(self.path, "memory.events"), "max"),
+                },
+                "oom_kill": self.oom_kills(),
+            },
+            "pids": {"current": read("pids.current"), "limit": read("pids.max")},
+        }
 
     def destroy(self) -> None:
         if os.path.exists(os.path.join(self.path, "cgroup.kill")):

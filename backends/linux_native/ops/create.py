@@ -3,7 +3,7 @@ for `start`."""
 
 from __future__ import annotations
 
-import os
+from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
 
 from backends.linux_native import OCI_VERSION, cgroups, jsonio, spec as speclib, state
 from backends.linux_native.errors import RuntimeFailure
@@ -46,10 +46,16 @@ def write_pid_file(path: str | None, pid: int) -> None:
 def create(root: str, container_id: str, bundle: str, opts, reaper: bool = False, console_fd: int | None = None):
     """Create the container; returns (Container, Channel) with init waiting on the FIFO.
     CONSOLE_FD, when given, replaces --console-socket (run's own terminal relay)."""
-    from backends.linux_native import hooks, process
+    from backends.linux_native import process
     from backends.linux_native.init import InitOptions, container_init
 
     spec = speclib.load(bundle)
+    # What the init imports only for some containers is loaded here, by the runtime: in a
+    # user namespace the init may not be allowed to read the Python installation.
+    if spec.process and spec.process.terminal:
+        from backends.linux_native import terminal  # noqa: F401
+    if spec.hooks["createContainer"] or spec.hooks["startContainer"]:
+        from backends.linux_native import hooks  # noqa: F401
     if spec.process and spec.process.apparmor and not os.path.exists("/sys/kernel/security/apparmor"):
         LOG.info("apparmor is not enabled on this host; apparmorProfile ignored")
     ctr = state.new(root, container_id)
@@ -60,10 +66,13 @@ def create(root: str, container_id: str, bundle: str, opts, reaper: bool = False
         os.mkfifo(fifo, 0o622)
         os.chmod(fifo, 0o622)
         manager = cgroups.create_manager(spec.cgroups_path, container_id)
-        manager.create()
         resources = _resources(spec)
-        if resources:
-            manager.set(resources)
+
+        def prepare_cgroup() -> None:
+            manager.create()
+            if resources:
+                manager.set(resources)
+
         if opts.console_socket:
             import socket
 
@@ -89,6 +98,7 @@ def create(root: str, container_id: str, bundle: str, opts, reaper: bool = False
             lambda ch: container_init(spec, init_opts, ch),
             (spec.uid_mappings, spec.gid_mappings),
             reaper=reaper,
+            prepare_cgroup=prepare_cgroup,
         )
         os.close(dir_fd)
         if console_fd is not None:
@@ -101,6 +111,8 @@ def create(root: str, container_id: str, bundle: str, opts, reaper: bool = False
         chan.answer(jsonio.dumps(_hook_state(ctr, "creating")))
         chan.expect("hooks")
         if spec.hooks["prestart"] or spec.hooks["createRuntime"]:
+            from backends.linux_native import hooks
+
             hook_state = _hook_state(ctr, "created")
             hooks.run(spec.hooks["prestart"], hook_state, "prestart")
             hooks.run(spec.hooks["createRuntime"], hook_state, "createRuntime")
@@ -125,18 +137,13 @@ def create(root: str, container_id: str, bundle: str, opts, reaper: bool = False
 
 
 def _wait_gone(pid: int) -> None:
-    import time
+    """Reap our child PID after SIGKILL, or wait (pidfd) for a PID we did not fork."""
+    try:
+        os.waitpid(pid, 0)
+    except ChildProcessError:
+        from backends.linux_native.pidwait import wait_exit
 
-    for _ in range(500):
-        try:
-            done, _status = os.waitpid(pid, os.WNOHANG)
-            if done:
-                return
-        except ChildProcessError:
-            found = state.process_start_time(pid)
-            if found is None or found[0] in "ZX":
-                return
-        time.sleep(0.002)
+        wait_exit(pid, 1)
 
 
 def _remove_dir(path: str) -> None:

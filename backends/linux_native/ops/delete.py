@@ -3,7 +3,7 @@ poststop hooks, forget the container."""
 
 from __future__ import annotations
 
-import os
+from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
 import time
 
 from backends.linux_native import cgroups, state
@@ -35,6 +35,10 @@ def kill_all(ctr: state.Container, manager: cgroups.Manager) -> None:
             os.kill(pid, 9)
         except ProcessLookupError:
             pass
+    if ctr.alive():
+        from backends.linux_native.pidwait import wait_exit  # select: not on a stopped delete's path
+
+        wait_exit(ctr.pid, 10)  # the init first: with it, a PID namespace dies whole
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
@@ -43,7 +47,7 @@ def kill_all(ctr: state.Container, manager: cgroups.Manager) -> None:
             pass
         if not ctr.alive() and not manager.pids():
             return
-        time.sleep(0.002)
+        time.sleep(0.002)  # stragglers outside the init's PID namespace (no pidfd for a set)
     LOG.warning(f"processes of {ctr.id} still present after SIGKILL")
 
 

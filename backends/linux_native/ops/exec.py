@@ -3,7 +3,7 @@ same final steps as the init (user, capabilities, no_new_privs, seccomp, execve)
 
 from __future__ import annotations
 
-import os
+from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
 
 from backends.linux_native import cgroups, jsonio, namespaces, state
 from backends.linux_native.errors import BadState, UsageError

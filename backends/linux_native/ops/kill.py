@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
 
 from backends.linux_native import cgroups, state
 from backends.linux_native.errors import BadState, UsageError

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import os
+from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
 
 from backends.linux_native import state
 from backends.linux_native.errors import BadState, RuntimeFailure
@@ -27,19 +27,28 @@ def start(ctr: state.Container) -> None:
 
 def release(ctr: state.Container, wait_exec: bool = False) -> None:
     """Open the FIFO for reading and wait for init's byte. A FIFO that never had a writer
-    does not report POLLHUP, so poll() waits exactly until init opened and wrote. With
-    WAIT_EXEC also wait for EOF: init's close-on-exec copy goes away at execve, which
-    poststart hooks must follow (without them, as runc, return at once)."""
+    does not report POLLHUP, so poll() waits exactly until init opened and wrote, or
+    (the init's pidfd) until it died first. With WAIT_EXEC also wait for EOF: init's
+    close-on-exec copy goes away at execve, which poststart hooks must follow (without
+    them, as runc, return at once)."""
     import select
 
     path = os.path.join(ctr.dir, state.FIFO)
     fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    pidfd = -1
     released = False
     try:
         poller = select.poll()
         poller.register(fd, select.POLLIN)
+        timeout = None
+        try:
+            pidfd = os.pidfd_open(ctr.pid)
+            poller.register(pidfd, select.POLLIN)
+        except OSError:  # already gone, or no pidfds (kernel < 5.3): look now and then
+            timeout = 200
         while True:
-            if poller.poll(200):
+            ready = {f for f, _ in poller.poll(timeout)}
+            if fd in ready:
                 if os.read(fd, 16):
                     if not released:
                         released = True
@@ -49,10 +58,12 @@ def release(ctr: state.Container, wait_exec: bool = False) -> None:
                     continue
                 # EOF: init's close-on-exec copy is gone, the user process runs (or init died).
                 break
-            if not ctr.alive():
-                break
+            if pidfd in ready or not ctr.alive():
+                break  # the init exited without writing
     finally:
         os.close(fd)
+        if pidfd >= 0:
+            os.close(pidfd)
     if not released:
         raise RuntimeFailure("container init exited before start")
 
