@@ -75,6 +75,8 @@ def fork_container(spec_namespaces: dict[str, str], join: dict[str, str], cgroup
         syscalls.prctl(PR_SET_CHILD_SUBREAPER, 1)
     new_user = "user" in spec_namespaces and not spec_namespaces["user"] and "user" not in join
     new_flags = namespaces.new_flags({k: v for k, v in spec_namespaces.items() if k not in join})
+    if new_flags & namespaces.CLONE_NEWNET:
+        from backends.linux_native import loopback  # noqa: F401 - now: after the fork a user namespace may not read it
     if new_user or "user" in join or "time" in join or "time" in spec_namespaces:
         if prepare_cgroup is not None:
             prepare_cgroup()
@@ -108,6 +110,10 @@ def _fork_direct(join: dict[str, str], new_flags: int, cgroup, child, prepare_cg
                 namespaces.join({k: v for k, v in join.items() if k != "pid"})
                 if new_flags & ~(pid_flag | cgroup_flag):
                     syscalls.unshare(new_flags & ~(pid_flag | cgroup_flag))
+                if new_flags & namespaces.CLONE_NEWNET:
+                    from backends.linux_native import loopback
+
+                    loopback.bring_up()
                 chan.wait()  # in the cgroup now
                 if new_flags & cgroup_flag:
                     syscalls.unshare(cgroup_flag)
