@@ -114,17 +114,9 @@ def run(
         for reason in decision.reasons:
             typer.echo(f"  - {reason}")
         return 0
-    record = create_container(engine, request)
-    if detach:
-        try:
-            engine.start_detached(record)
-        except BaseException:
-            if rm:
-                engine.remove(record, force=True)
-            raise
-        typer.echo(record.id)
-        return 0
-    return engine.run_attached(record, interactive)
+    from hostrt.engine.create import start_created
+
+    return start_created(engine, create_container(engine, request), detach, interactive)
 
 
 def create(
