@@ -189,6 +189,10 @@ class Monitor:
         except OSError as err:
             print(f"monitor: cannot remove {item.container_id}: {err}", file=sys.stderr)
 
+    def status(self) -> dict:
+        """The reply to a ping: how many containers it waits for, and how it runs the runtime."""
+        return {"ok": True, "watching": len(self.watched), "runtime_in_process": self.runtime.in_process}
+
     # -- the loop -----------------------------------------------------------------------
     def _on_client(self, listener: socket.socket) -> None:
         conn, _ = listener.accept()
@@ -202,7 +206,7 @@ class Monitor:
                 data += chunk
             try:
                 request = json.loads(data)
-                reply = self.start(request) if request.get("op") == "start" else {"ok": True, "watching": len(self.watched)}
+                reply = self.start(request) if request.get("op") == "start" else self.status()
             except (ValueError, KeyError) as err:
                 reply = {"ok": False, "error": f"bad request: {err}"}
             conn.sendall(json.dumps(reply).encode() + b"\n")
@@ -256,8 +260,12 @@ def main(argv: list[str] | None = None) -> int:
     log_fd = os.open(args.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     os.dup2(log_fd, 1)
     os.close(log_fd)
+    from hostrt.engine import runtime_fork
+
+    # hostrt's own runtime runs in forked children of this process: no interpreter start per call.
+    in_process = runtime_fork.is_own_runtime(args.runtime) and runtime_fork.preload()
     try:
-        Monitor(args.socket, Runtime(args.runtime, args.runtime_root)).serve(listener)
+        Monitor(args.socket, Runtime(args.runtime, args.runtime_root, in_process)).serve(listener)
     finally:
         args.socket.unlink(missing_ok=True)
     return 0

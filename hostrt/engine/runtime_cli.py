@@ -32,20 +32,36 @@ def default_runtime() -> str:
     return shutil.which("hostrt-runtime") or "hostrt-runtime"
 
 
+_IN_PROCESS = ("create", "start", "delete")  # small outputs, on every container's path
+
+
+def _fd(stream: IO[Any] | int) -> int:
+    return stream if isinstance(stream, int) else stream.fileno()
+
+
 @dataclass(frozen=True)
 class Runtime:
-    """One runtime binary and its state directory (`--root`)."""
+    """One runtime binary and its state directory (`--root`). `in_process`: run hostrt-runtime's
+    create/start/delete in a forked child of this (pre-loaded) process, see runtime_fork.py."""
 
     binary: str
     root: Path
+    in_process: bool = False
 
     def _argv(self, *args: str) -> list[str]:
         return [self.binary, "--root", str(self.root), *args]
 
     def call(self, *args: str, stdin: Any = subprocess.DEVNULL, stdout: Any = subprocess.PIPE,
              stderr: Any = subprocess.PIPE, check: bool = True, timeout: float | None = 60) -> subprocess.CompletedProcess[bytes]:
-        done = subprocess.run(self._argv(*args), stdin=stdin, stdout=stdout, stderr=stderr, timeout=timeout,
-                              close_fds=True)
+        if self.in_process and args[0] in _IN_PROCESS and (stdin, stdout, stderr) == (
+                subprocess.DEVNULL, subprocess.PIPE, subprocess.PIPE):
+            from hostrt.engine import runtime_fork
+
+            code, out, err = runtime_fork.run_captured(self._argv(*args)[1:])
+            done = subprocess.CompletedProcess(self._argv(*args), code, out, err)
+        else:
+            done = subprocess.run(self._argv(*args), stdin=stdin, stdout=stdout, stderr=stderr, timeout=timeout,
+                                  close_fds=True)
         if check and done.returncode != 0:
             raise RuntimeCallError(_last_error(done.stderr) or f"{Path(self.binary).name} {args[0]} exited {done.returncode}")
         return done
@@ -58,10 +74,15 @@ class Runtime:
             args += ["--console-socket", str(console_socket)]
         # The runtime's own errors go to a pipe; the container inherits stdout/stderr.
         log = pid_file.with_name("runtime-create.log")
-        done = subprocess.run(self._argv("--log", str(log), "--log-format", "json", *args, container_id),
-                              stdin=stdin, stdout=stdout, stderr=stderr, close_fds=True)
-        if done.returncode != 0:
-            raise RuntimeCallError(_last_log_error(log) or f"runtime create exited {done.returncode}")
+        argv = self._argv("--log", str(log), "--log-format", "json", *args, container_id)
+        if self.in_process:
+            from hostrt.engine import runtime_fork
+
+            returncode = runtime_fork.run(argv[1:], _fd(stdin), _fd(stdout), _fd(stderr))
+        else:
+            returncode = subprocess.run(argv, stdin=stdin, stdout=stdout, stderr=stderr, close_fds=True).returncode
+        if returncode != 0:
+            raise RuntimeCallError(_last_log_error(log) or f"runtime create exited {returncode}")
         return int(pid_file.read_text().strip())
 
     def start(self, container_id: str) -> None:

@@ -1,0 +1,83 @@
+"""Run hostrt-runtime's command line in a forked child instead of a new interpreter.
+
+A `hostrt-runtime create` or `start` is a fresh CPython each time: start-up and imports cost
+more than the operation. A long-lived caller (the monitor) imports the runtime once and forks
+for each call; the child is what the exec'd runtime would be, with the same argv, stdio and
+exit status, minus the interpreter start. Standard library only (the runtime is too).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from pathlib import Path
+
+# The runtime modules a create/start/delete needs, imported once by `preload`.
+_PRELOAD = ("backends.linux_native.__main__", "backends.linux_native.ops.create", "backends.linux_native.ops.start",
+            "backends.linux_native.ops.delete", "backends.linux_native.process", "backends.linux_native.init")
+
+
+def is_own_runtime(binary: str) -> bool:
+    """Only hostrt's own runtime can run in-process; runc or crun are always exec'd."""
+    return Path(binary).name == "hostrt-runtime"
+
+
+def preload() -> bool:
+    """Import the runtime now so each forked call starts warm; False if it is not importable."""
+    try:
+        for module in _PRELOAD:
+            __import__(module)
+    except ImportError:
+        return False
+    return True
+
+
+def _child(argv: list[str], fds: tuple[int, int, int]) -> None:
+    """In the fork: the runtime's stdio, default signal handling, then its main; never returns."""
+    code = 1
+    try:
+        signal.set_wakeup_fd(-1)
+        for signum in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
+            signal.signal(signum, signal.SIG_DFL)
+        high = [os.dup(fd) for fd in fds]  # above 2, so no target is overwritten before it is read
+        for target, fd in enumerate(high):
+            os.dup2(fd, target)
+            os.close(fd)
+        from backends.linux_native.__main__ import main
+
+        code = main(argv)
+    except BaseException as err:  # noqa: BLE001 - the parent only sees an exit status
+        try:
+            os.write(2, f"hostrt-runtime: {err.__class__.__name__}: {err}\n".encode())
+        except OSError:
+            pass
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os._exit(code if isinstance(code, int) else 1)
+
+
+def run(argv: list[str], stdin: int, stdout: int, stderr: int) -> int:
+    """The runtime's exit code for `hostrt-runtime ARGV`, run in a forked child with these fds."""
+    sys.stdout.flush()
+    sys.stderr.flush()  # buffered output must not be written twice, by us and by the child
+    pid = os.fork()
+    if pid == 0:
+        _child(argv, (stdin, stdout, stderr))
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def run_captured(argv: list[str]) -> tuple[int, bytes, bytes]:
+    """(exit code, stdout, stderr) of a runtime command whose output is small (create/start/delete)."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, open(os.devnull, "rb") as devnull:
+        code = run(argv, devnull.fileno(), out.fileno(), err.fileno())
+        out.seek(0)
+        err.seek(0)
+        return code, out.read(), err.read()
