@@ -99,12 +99,12 @@ def run_fast(args: list[str]) -> int | None:
     from hostrt.engine.containers import Engine
     from hostrt.engine.create import make_container, start_created
     from hostrt.engine.plain_records import PlainOptions, PlainRecordStore
-    from hostrt.engine.runtime_cli import Runtime, default_runtime
+    from hostrt.engine.runtime_cli import Runtime
 
     options = PlainOptions(name=run.name, command=list(run.command), env=env, workdir=run.workdir, user=run.user,
                            read_only=run.read_only, hostname=run.hostname, network=run.network,
                            interactive=run.interactive)
-    engine = Engine(paths, PlainRecordStore(paths.containers), Runtime(default_runtime(), paths.runtime_state))
+    engine = Engine(paths, PlainRecordStore(paths.containers), Runtime.local(paths.runtime_state))
     fields = {**image.fields, "name": run.name, "backend": "native", "machine": None, "options": options,
               "auto_remove": run.rm}
     record = make_container(engine, fields, image, lambda: image.lower_dirs)

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 from hostrt.engine import failpoints
 from hostrt.engine.backend import Backend
 from hostrt.engine.record_store import BaseRecordStore, ConflictError
-from hostrt.engine.runtime_cli import Runtime, RuntimeCallError, default_runtime
+from hostrt.engine.runtime_cli import Runtime, RuntimeCallError
 from hostrt.errors import HostrtError, UsageError
 from hostrt.paths import Paths
 
@@ -51,7 +51,7 @@ class Engine:
         from hostrt.engine.records import RecordStore
 
         paths = paths or Paths.default()
-        return cls(paths, RecordStore(paths.containers), Runtime(default_runtime(), paths.runtime_state))
+        return cls(paths, RecordStore(paths.containers), Runtime.local(paths.runtime_state))
 
     def backend(self, record_or_name: ContainerRecord | str) -> Backend:
         """The backend running a record (created on first use: the VM one imports paramiko)."""

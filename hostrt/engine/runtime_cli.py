@@ -32,7 +32,7 @@ def default_runtime() -> str:
     return shutil.which("hostrt-runtime") or "hostrt-runtime"
 
 
-_IN_PROCESS = ("create", "start", "delete")  # small outputs, on every container's path
+_IN_PROCESS = ("create", "start", "delete", "kill")  # small outputs, on every container's path
 
 
 def _fd(stream: IO[Any] | int) -> int:
@@ -48,13 +48,28 @@ class Runtime:
     root: Path
     in_process: bool = False
 
+    @classmethod
+    def local(cls, root: Path, binary: str | None = None) -> "Runtime":
+        """The runtime a hostrt command uses: in-process whenever it is hostrt's own."""
+        from hostrt.engine import runtime_fork
+
+        binary = binary or default_runtime()
+        return cls(binary, root, runtime_fork.is_own_runtime(binary))
+
+    def _fork(self) -> bool:
+        if not self.in_process:
+            return False
+        from hostrt.engine import runtime_fork
+
+        return runtime_fork.usable()
+
     def _argv(self, *args: str) -> list[str]:
         return [self.binary, "--root", str(self.root), *args]
 
     def call(self, *args: str, stdin: Any = subprocess.DEVNULL, stdout: Any = subprocess.PIPE,
              stderr: Any = subprocess.PIPE, check: bool = True, timeout: float | None = 60) -> subprocess.CompletedProcess[bytes]:
-        if self.in_process and args[0] in _IN_PROCESS and (stdin, stdout, stderr) == (
-                subprocess.DEVNULL, subprocess.PIPE, subprocess.PIPE):
+        if args[0] in _IN_PROCESS and (stdin, stdout, stderr) == (
+                subprocess.DEVNULL, subprocess.PIPE, subprocess.PIPE) and self._fork():
             from hostrt.engine import runtime_fork
 
             code, out, err = runtime_fork.run_captured(self._argv(*args)[1:])
@@ -75,7 +90,7 @@ class Runtime:
         # The runtime's own errors go to a pipe; the container inherits stdout/stderr.
         log = pid_file.with_name("runtime-create.log")
         argv = self._argv("--log", str(log), "--log-format", "json", *args, container_id)
-        if self.in_process:
+        if self._fork():
             from hostrt.engine import runtime_fork
 
             returncode = runtime_fork.run(argv[1:], _fd(stdin), _fd(stdout), _fd(stderr))

@@ -23,14 +23,27 @@ def is_own_runtime(binary: str) -> bool:
     return Path(binary).name == "hostrt-runtime"
 
 
+_loaded: bool | None = None
+
+
 def preload() -> bool:
-    """Import the runtime now so each forked call starts warm; False if it is not importable."""
-    try:
-        for module in _PRELOAD:
-            __import__(module)
-    except ImportError:
-        return False
-    return True
+    """Import the runtime now (once) so each forked call starts warm; False if it is not importable."""
+    global _loaded
+    if _loaded is None:
+        try:
+            for module in _PRELOAD:
+                __import__(module)
+            _loaded = True
+        except ImportError:
+            _loaded = False
+    return _loaded
+
+
+def usable() -> bool:
+    """Whether a fork can run the runtime now: it is importable, and no other thread runs here
+    (a fork copies only the calling thread; a foreground run with published ports has one)."""
+    threading = sys.modules.get("threading")
+    return (threading is None or threading.active_count() == 1) and preload()
 
 
 def _child(argv: list[str], fds: tuple[int, int, int]) -> None:
@@ -38,8 +51,9 @@ def _child(argv: list[str], fds: tuple[int, int, int]) -> None:
     code = 1
     try:
         signal.set_wakeup_fd(-1)
-        for signum in (signal.SIGCHLD, signal.SIGINT, signal.SIGTERM, signal.SIGPIPE):
-            signal.signal(signum, signal.SIG_DFL)
+        for signum in signal.valid_signals():  # the caller's Python handlers (forwarding, wake-ups) are not ours
+            if signum not in (signal.SIGKILL, signal.SIGSTOP) and callable(signal.getsignal(signum)):
+                signal.signal(signum, signal.SIG_DFL)
         high = [os.dup(fd) for fd in fds]  # above 2, so no target is overwritten before it is read
         for target, fd in enumerate(high):
             os.dup2(fd, target)

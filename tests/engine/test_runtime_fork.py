@@ -74,3 +74,20 @@ def test_the_monitor_runs_its_runtime_in_process(hostrt: Hostrt) -> None:
         assert json.loads(hostrt.ok("inspect", container_id))[0]["State"]["Running"]
     finally:
         hostrt("rm", "-f", container_id)
+
+
+def test_a_foreground_run_forks_the_runtime_it_preloaded(hostrt: Hostrt) -> None:
+    import subprocess
+
+    code = ("import sys\nfrom hostrt.__main__ import main\nrc = main(sys.argv[1:])\n"
+            "print('preloaded:', 'backends.linux_native.ops.create' in sys.modules, file=sys.stderr)\nsys.exit(rc)")
+    for env in (hostrt.env, {**hostrt.env, "HOSTRT_NO_FAST_PATH": "1"}):  # both CLI paths
+        done = subprocess.run([sys.executable, "-c", code, "run", "--rm", "--network", "none", "busybox", "echo", "x"],
+                              env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        assert (done.returncode, done.stdout) == (0, "x\n"), done.stderr
+        assert done.stderr.strip().splitlines()[-1] == "preloaded: True"
+    runc = {**hostrt.env, "HOSTRT_RUNTIME": "/usr/sbin/runc"}  # another runtime is always exec'd
+    if Path("/usr/sbin/runc").exists():
+        done = subprocess.run([sys.executable, "-c", code, "run", "--rm", "--network", "none", "busybox", "echo", "x"],
+                              env=runc, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+        assert done.stderr.strip().splitlines()[-1] == "preloaded: False"
