@@ -10,7 +10,6 @@ exists. Anything else is a miss, and the full path runs. Standard library only.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import tempfile
@@ -32,6 +31,11 @@ class CachedImage:
     lower_dirs: list[Path]
 
 
+def _machine() -> str:
+    uname = getattr(os, "uname", None)  # absent on Windows, where nothing runs natively anyway
+    return uname().machine if uname else ""
+
+
 def index_stamp(paths: Paths) -> list[int] | None:
     """Identity of the store's index.json: it is replaced (temp + rename) on every change of names."""
     try:
@@ -42,7 +46,9 @@ def index_stamp(paths: Paths) -> list[int] | None:
 
 
 def _entry_path(paths: Paths, text: str) -> Path:
-    return paths.cache / "run-images" / (hashlib.sha256(text.encode()).hexdigest() + ".json")
+    from urllib.parse import quote  # already loaded by pathlib; hashlib would cost more than this lookup
+
+    return paths.cache / "run-images" / (quote(text, safe="") + ".json")
 
 
 def remember(paths: Paths, stamp: list[int] | None, text: str, fields: dict[str, Any], config: dict[str, Any],
@@ -50,7 +56,7 @@ def remember(paths: Paths, stamp: list[int] | None, text: str, fields: dict[str,
     """Keep what `text` resolved to (when the index existed before resolving it); best effort."""
     if stamp is None:
         return
-    entry = {"text": text, "stamp": stamp, "machine": os.uname().machine,
+    entry = {"text": text, "stamp": stamp, "machine": _machine(),
              "fields": {key: fields[key] for key in _RECORD_FIELDS}, "config": config,
              "lower_dirs": [str(d) for d in lower_dirs]}
     path = _entry_path(paths, text)
@@ -70,7 +76,7 @@ def lookup(paths: Paths, text: str) -> CachedImage | None:
         entry = json.loads(_entry_path(paths, text).read_text())
     except (OSError, ValueError):
         return None
-    if entry.get("text") != text or entry.get("machine") != os.uname().machine:
+    if entry.get("text") != text or entry.get("machine") != _machine():
         return None
     if entry.get("stamp") != index_stamp(paths):
         return None

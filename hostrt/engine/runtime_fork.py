@@ -20,7 +20,7 @@ _PRELOAD = ("backends.linux_native.__main__", "backends.linux_native.ops.create"
 
 def is_own_runtime(binary: str) -> bool:
     """Only hostrt's own runtime can run in-process; runc or crun are always exec'd."""
-    return Path(binary).name == "hostrt-runtime"
+    return Path(binary).name == "hostrt-runtime" and hasattr(os, "fork")
 
 
 _loaded: bool | None = None

@@ -163,3 +163,34 @@ def test_both_paths_write_the_same_record(hostrt: Hostrt) -> None:
         assert records[0]["status"] == "running" and records[0]["options"]["env"] == {"A": "1"}
     finally:
         hostrt("rm", "-f", "fastrec", "fullrec")
+
+
+# -- the cached image resolution ------------------------------------------------------------
+def test_a_cached_resolution_holds_only_while_the_index_and_layers_do(tmp_path: Path) -> None:
+    import os
+
+    from hostrt.engine import run_cache
+    from hostrt.paths import Paths
+
+    paths = Paths(root=tmp_path, run=tmp_path / "run")
+    paths.store.mkdir()
+    index = paths.store / "index.json"
+    index.write_text("{}")
+    layer = tmp_path / "layers" / "abc"
+    layer.mkdir(parents=True)
+    fields = {"image": "busybox:latest", "image_digest": "sha256:1", "platform": "linux/amd64", "stop_signal": "SIGTERM",
+              "name": "ignored"}
+    run_cache.remember(paths, run_cache.index_stamp(paths), "busybox", fields, {"Cmd": ["sh"]}, [layer])
+    hit = run_cache.lookup(paths, "busybox")
+    assert hit is not None and hit.config == {"Cmd": ["sh"]} and hit.lower_dirs == [layer]
+    assert hit.fields == {k: v for k, v in fields.items() if k != "name"}
+    assert run_cache.lookup(paths, "busybox:latest") is None  # another spelling: resolved by the full path
+    layer.rmdir()
+    assert run_cache.lookup(paths, "busybox") is None  # a pruned layer
+    layer.mkdir()
+    tmp = paths.store / ".index.tmp"
+    tmp.write_text("{}")
+    os.replace(tmp, index)  # how the store writes index.json: any tag, pull or rmi
+    assert run_cache.lookup(paths, "busybox") is None
+    run_cache.remember(paths, None, "busybox", fields, {}, [layer])  # no index when resolving: nothing kept
+    assert run_cache.lookup(paths, "busybox") is None
