@@ -57,7 +57,10 @@ def _child(argv: list[str], fds: tuple[int, int, int]) -> None:
         high = [os.dup(fd) for fd in fds]  # above 2, so no target is overwritten before it is read
         for target, fd in enumerate(high):
             os.dup2(fd, target)
-            os.close(fd)
+        # Nothing else of ours may reach the container's init (our listening socket, other
+        # containers' pipes), as with close_fds for an exec'd runtime: init holds its fds
+        # until it execs, and a created container may wait long for `start`.
+        os.closerange(3, 2**31 - 1)
         from backends.linux_native.__main__ import main
 
         code = main(argv)

@@ -91,3 +91,21 @@ def test_a_foreground_run_forks_the_runtime_it_preloaded(hostrt: Hostrt) -> None
         done = subprocess.run([sys.executable, "-c", code, "run", "--rm", "--network", "none", "busybox", "echo", "x"],
                               env=runc, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
         assert done.stderr.strip().splitlines()[-1] == "preloaded: False"
+
+
+def test_the_forked_runtime_passes_none_of_our_fds_to_the_container(hostrt: Hostrt, tmp_path: Path) -> None:
+    container_id = hostrt.ok("create", "--network", "none", "busybox", "true").strip()
+    bundle = hostrt.root / "containers" / container_id
+    runtime = Runtime(RUNTIME, tmp_path / "state", in_process=True)
+    ours_r, ours_w = os.pipe()  # an fd of this process, as the monitor has its socket and pipes
+    try:
+        with open(os.devnull, "rb") as devnull, open(os.devnull, "wb") as sink:
+            init = runtime.create("fds-" + container_id[:12], bundle, bundle / "fds.pid", devnull, sink, sink)
+        ours = {os.readlink(f"/proc/self/fd/{fd}") for fd in (ours_r, ours_w)}
+        held = {os.readlink(f"/proc/{init}/fd/{fd}") for fd in os.listdir(f"/proc/{init}/fd")}
+        assert held and not ours & held  # init waits for `start` holding only its own fds
+    finally:
+        os.close(ours_r)
+        os.close(ours_w)
+        runtime.delete("fds-" + container_id[:12], force=True)
+        hostrt("rm", "-f", container_id)
