@@ -91,6 +91,9 @@ def main() -> int:
     args = parser.parse_args()
     bench = Path(os.environ.get("BENCH_DIR") or REPO.parent / "shared" / "bench")
     work = Path(tempfile.mkdtemp(prefix="hostrt-bench-"))
+    # Out of the checkout: the monitor is started with `python -m`, which would import the
+    # hostrt package of the current directory, not the installation under test.
+    os.chdir(work)
     hostrt_bin = os.environ.get("HOSTRT") or str(Path(sys.executable).with_name("hostrt"))
     installs = [Hostrt("hostrt", hostrt_bin, work / "root")]
     if args.baseline:
