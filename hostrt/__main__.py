@@ -24,6 +24,12 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     debug = _debug_requested(args)
     try:
+        if args[:1] == ["run"]:
+            from hostrt.cli_fast import run_fast
+
+            code = run_fast(args[1:])
+            if code is not None:
+                return code
         from hostrt.cli import app
 
         result = app(args=args, prog_name="hostrt", standalone_mode=False)

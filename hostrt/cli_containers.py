@@ -115,22 +115,15 @@ def run(
             typer.echo(f"  - {reason}")
         _explain_cost(engine, image_platform, decision.backend)
         return 0
+    from hostrt.engine.create import start_created
+
     began_at, began = time.time(), time.monotonic()
     record = create_container(engine, request)
     if record.backend == "lightvm" and record.machine:
         from hostrt.machine_costs import note_vm_start
 
         note_vm_start(engine.paths.machines, record.machine, began_at, time.monotonic() - began)
-    if detach:
-        try:
-            engine.start_detached(record)
-        except BaseException:
-            if rm:
-                engine.remove(record, force=True)
-            raise
-        typer.echo(record.id)
-        return 0
-    return engine.run_attached(record, interactive)
+    return start_created(engine, record, detach, interactive)
 
 
 def _explain_cost(engine, image_platform: str, backend: str) -> None:  # noqa: ANN001

@@ -11,9 +11,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hostrt.engine.options import RunOptions
 from hostrt.errors import UsageError
 from hostrt.spec_defaults import (
     ALL_CAPABILITIES,
@@ -28,6 +27,9 @@ from hostrt.spec_defaults import (
     SECCOMP_BLOCKED,
 )
 from hostrt.users import resolve_user
+
+if TYPE_CHECKING:  # the model is pydantic; the fast run path passes a plain mirror of it
+    from hostrt.engine.options import RunOptions
 
 OCI_VERSION = "1.1.0"
 CPU_PERIOD_US = 100_000

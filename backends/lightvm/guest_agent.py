@@ -31,9 +31,9 @@ HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 
 def _runtime():  # noqa: ANN202
     """The runtime called in forks of this process: an interpreter start is dear in a TCG guest."""
-    from hostrt.engine.runtime_fork import ForkedRuntime
+    from hostrt.engine.runtime_cli import Runtime
 
-    return ForkedRuntime(str(RUNTIME), GUEST_ROOT / "run" / "runtime")
+    return Runtime.local(GUEST_ROOT / "run" / "runtime", str(RUNTIME))
 
 
 def missing_layers(*hexes: str) -> int:

@@ -3,7 +3,8 @@
 Under TCG an interpreter start in the guest costs ~0.3 s, and a `run` used to start about
 nine (one per operation, more for the runtime calls inside them). This daemon imports the
 guest operations and the runtime once; each request is served in a fork of it, and the
-runtime is called in a fork too (`ForkedRuntime`), so an operation costs forks, not starts.
+runtime is called in a fork too (`hostrt/engine/runtime_fork.py`): an operation costs forks,
+not interpreter starts.
 
 It listens on 127.0.0.1 inside the guest; the host reaches it through an SSH `direct-tcpip`
 channel of the host agent's connection. Every request carries a random token that only root
@@ -69,6 +70,7 @@ def preload() -> None:
     for path in sorted(runtime.rglob("*.py")):
         parts = path.relative_to(CODE).with_suffix("").parts
         importlib.import_module(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    hostrt.engine.runtime_fork.preload()
 
 
 def _send(conn: socket.socket, kind: bytes, payload: bytes) -> None:

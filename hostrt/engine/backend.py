@@ -8,9 +8,10 @@ class with these methods.
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
-from hostrt.engine.records import ContainerRecord
+if TYPE_CHECKING:
+    from hostrt.engine.records import ContainerRecord
 
 
 class Backend(Protocol):

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hostrt.engine import failpoints
-from hostrt.engine.options import RunOptions
 from hostrt.engine.snapshot import mount_rootfs
 from hostrt.network import attach
 from hostrt.paths import Paths
 from hostrt.spec import ContainerFiles, build_spec
+
+if TYPE_CHECKING:
+    from hostrt.engine.options import RunOptions
 
 HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 

@@ -9,13 +9,17 @@ from __future__ import annotations
 import signal as signals
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from hostrt.engine import failpoints
 from hostrt.engine.backend import Backend
-from hostrt.engine.records import ConflictError, ContainerRecord, RecordStore
-from hostrt.engine.runtime_cli import Runtime, RuntimeCallError, default_runtime
+from hostrt.engine.record_store import BaseRecordStore, ConflictError
+from hostrt.engine.runtime_cli import Runtime, RuntimeCallError
 from hostrt.errors import HostrtError, UsageError
 from hostrt.paths import Paths
+
+if TYPE_CHECKING:
+    from hostrt.engine.records import ContainerRecord
 
 ACTIVE = ("running", "paused")
 
@@ -38,14 +42,16 @@ class Engine:
     """One hostrt root's containers and the backends that run them."""
 
     paths: Paths
-    records: RecordStore
+    records: BaseRecordStore  # a RecordStore of pydantic records, or the fast path's plain one
     runtime: Runtime
     _backends: dict[str, Backend] = field(default_factory=dict)
 
     @classmethod
     def open(cls, paths: Paths | None = None) -> "Engine":
+        from hostrt.engine.records import RecordStore
+
         paths = paths or Paths.default()
-        return cls(paths, RecordStore(paths.containers), Runtime(default_runtime(), paths.runtime_state))
+        return cls(paths, RecordStore(paths.containers), Runtime.local(paths.runtime_state))
 
     def backend(self, record_or_name: ContainerRecord | str) -> Backend:
         """The backend running a record (created on first use: the VM one imports paramiko)."""

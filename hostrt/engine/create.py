@@ -7,14 +7,19 @@ upper directory is left behind.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from hostrt.engine import failpoints
 from hostrt.engine.containers import Engine
-from hostrt.engine.options import RunOptions
-from hostrt.engine.records import ContainerRecord
 from hostrt.errors import UsageError
-from hostrt.platform import BackendName, Decision, ImagePlatform, decide, detect_host
+
+if TYPE_CHECKING:  # pydantic models: the fast run path (cli_fast.py) reaches here without them
+    from hostrt.engine.options import RunOptions
+    from hostrt.engine.records import ContainerRecord
+    from hostrt.platform import BackendName, Decision, ImagePlatform
 
 PULL_POLICIES = ("missing", "always", "never")
 
@@ -33,6 +38,7 @@ def _ensure_image(engine: Engine, request: CreateRequest, wanted: ImagePlatform 
     """The image's details, pulling it first when the pull policy says so."""
     from hostrt.images.errors import ImageNotFoundError
     from hostrt.images.local import LocalImages, details
+    from hostrt.platform import decide, detect_host
 
     if request.pull not in PULL_POLICIES:
         raise UsageError(f"invalid --pull value {request.pull!r}: expected missing, always or never")
@@ -53,13 +59,19 @@ def _ensure_image(engine: Engine, request: CreateRequest, wanted: ImagePlatform 
 
 def explain(engine: Engine, request: CreateRequest) -> tuple[str, Decision]:
     """The image's platform and the backend decision for it, without creating anything."""
+    from hostrt.platform import ImagePlatform, decide, detect_host
+
     wanted = ImagePlatform.parse(request.platform) if request.platform else None
     _, image = _ensure_image(engine, request, wanted)
     return image.platform, decide(detect_host(), ImagePlatform.parse(image.platform), request.backend)
 
 
 def create_container(engine: Engine, request: CreateRequest) -> ContainerRecord:
+    from hostrt.engine import run_cache
+    from hostrt.platform import ImagePlatform, decide, detect_host
+
     wanted = ImagePlatform.parse(request.platform) if request.platform else None
+    index_stamp = run_cache.index_stamp(engine.paths)  # before resolving: a later retag invalidates the entry
     images, image = _ensure_image(engine, request, wanted)
     host = detect_host()
     image_platform = ImagePlatform.parse(image.platform)
@@ -69,18 +81,46 @@ def create_container(engine: Engine, request: CreateRequest) -> ContainerRecord:
         from backends.lightvm.vm_backend import machine_name
 
         machine = machine_name(host.architecture, image_platform.architecture)
-    record = engine.records.create({
+    fields = {
         "name": request.options.name, "image": image.name, "image_digest": image.manifest_digest,
         "platform": image.platform, "backend": decision.backend, "machine": machine, "options": request.options,
         "stop_signal": image.config.get("StopSignal") or "SIGTERM", "auto_remove": request.auto_remove,
-    })
+    }
+
+    def lower_dirs() -> list[Path]:
+        dirs = [images.layers.ensure(images.store, layer.digest, layer.mediaType, layer.diff_id)
+                for layer in image.layers]
+        if decision.backend == "native" and request.platform is None and request.backend is None:
+            run_cache.remember(engine.paths, index_stamp, request.image, fields, image.config, dirs)
+        return dirs
+
+    return make_container(engine, fields, image, lower_dirs)
+
+
+def make_container(engine: Engine, fields: dict[str, Any], image: Any,
+                   lower_dirs: Callable[[], list[Path]]) -> ContainerRecord:
+    """Write the record, then prepare the bundle; a failure at any step removes what was made.
+    Shared by the typer CLI and the fast path: `image` needs what the backend's `prepare` reads."""
+    record = engine.records.create(dict(fields))
     failpoints.reached("after-record")
     try:
-        lower_dirs = [images.layers.ensure(images.store, layer.digest, layer.mediaType, layer.diff_id)
-                      for layer in image.layers]
-        record.args = engine.backend(record).prepare(record, image, lower_dirs)
+        record.args = engine.backend(record).prepare(record, image, lower_dirs())
         engine.records.save(record)
     except BaseException:
         engine.remove(record, force=True)
         raise
     return record
+
+
+def start_created(engine: Engine, record: ContainerRecord, detach: bool, interactive: bool) -> int:
+    """`run` after create: detached (print the ID) or attached (the container's exit code)."""
+    if detach:
+        try:
+            engine.start_detached(record)
+        except BaseException:
+            if record.auto_remove:
+                engine.remove(record, force=True)
+            raise
+        print(record.id, flush=True)
+        return 0
+    return engine.run_attached(record, interactive)

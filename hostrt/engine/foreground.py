@@ -15,13 +15,13 @@ from typing import TYPE_CHECKING
 
 from hostrt.engine import failpoints, supervise
 from hostrt.engine.logfile import entry
-from hostrt.engine.records import ContainerRecord
 from hostrt.engine.runtime_cli import RuntimeCallError
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from hostrt.engine.native import NativeBackend
+    from hostrt.engine.records import ContainerRecord
 
 
 def _copy_output(pipes: dict[int, tuple[str, int]], log_path: str) -> None:

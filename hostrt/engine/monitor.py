@@ -204,6 +204,10 @@ class Monitor:
 
         self.adopted = takeover.take_over(self.socket_path.parent, self.selector, ended)
 
+    def status(self) -> dict:
+        """The reply to a ping: how many containers it waits for, and how it runs the runtime."""
+        return {"ok": True, "watching": len(self.watched), "runtime_in_process": self.runtime.in_process}
+
     # -- the loop -----------------------------------------------------------------------
     def _on_client(self, listener: socket.socket) -> None:
         conn, _ = listener.accept()
@@ -217,7 +221,7 @@ class Monitor:
                 data += chunk
             try:
                 request = json.loads(data)
-                reply = self.start(request) if request.get("op") == "start" else {"ok": True, "watching": len(self.watched)}
+                reply = self.start(request) if request.get("op") == "start" else self.status()
             except (ValueError, KeyError) as err:
                 reply = {"ok": False, "error": f"bad request: {err}"}
             conn.sendall(json.dumps(reply).encode() + b"\n")
@@ -267,7 +271,11 @@ def main(argv: list[str] | None = None) -> int:
     listener.bind(str(args.socket))
     os.chmod(args.socket, 0o600)
     listener.listen(64)
-    monitor = Monitor(args.socket, Runtime(args.runtime, args.runtime_root))
+    from hostrt.engine import runtime_fork
+
+    # hostrt's own runtime runs in forked children of this process: no interpreter start per call.
+    in_process = runtime_fork.is_own_runtime(args.runtime) and runtime_fork.preload()
+    monitor = Monitor(args.socket, Runtime(args.runtime, args.runtime_root, in_process))
     monitor.take_over()  # before "ready": the command that restarted us then sees the ports served
     print("ready", flush=True)  # the starter waits for this line, then stops reading
     log_fd = os.open(args.log, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)

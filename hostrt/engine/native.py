@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from hostrt.engine import supervise
 from hostrt.engine.bundle import prepare_bundle
-from hostrt.engine.records import ContainerRecord, RecordStore
 from hostrt.engine.runtime_cli import Runtime, RuntimeCallError
 from hostrt.engine.snapshot import unmount_rootfs
 from hostrt.errors import HostrtError, start_failure
@@ -25,6 +24,9 @@ from hostrt.paths import Paths
 
 if TYPE_CHECKING:
     from collections.abc import Callable
+
+    from hostrt.engine.record_store import BaseRecordStore as RecordStore
+    from hostrt.engine.records import ContainerRecord
 
 
 def runtime_error(err: RuntimeCallError) -> HostrtError:

@@ -32,25 +32,51 @@ def default_runtime() -> str:
     return shutil.which("hostrt-runtime") or "hostrt-runtime"
 
 
+_IN_PROCESS = ("create", "start", "delete", "kill")  # small outputs, on every container's path
+
+
+def _fd(stream: IO[Any] | int) -> int:
+    return stream if isinstance(stream, int) else stream.fileno()
+
+
 @dataclass(frozen=True)
 class Runtime:
-    """One runtime binary and its state directory (`--root`)."""
+    """One runtime binary and its state directory (`--root`). `in_process`: run hostrt-runtime's
+    create/start/delete in a forked child of this (pre-loaded) process, see runtime_fork.py."""
 
     binary: str
     root: Path
+    in_process: bool = False
+
+    @classmethod
+    def local(cls, root: Path, binary: str | None = None) -> "Runtime":
+        """The runtime a hostrt command uses: in-process whenever it is hostrt's own."""
+        from hostrt.engine import runtime_fork
+
+        binary = binary or default_runtime()
+        return cls(binary, root, runtime_fork.is_own_runtime(binary))
+
+    def _fork(self) -> bool:
+        if not self.in_process:
+            return False
+        from hostrt.engine import runtime_fork
+
+        return runtime_fork.usable()
 
     def _argv(self, *args: str) -> list[str]:
         return [self.binary, "--root", str(self.root), *args]
 
-    def _execute(self, argv: list[str], stdin: Any, stdout: Any, stderr: Any,
-                 timeout: float | None) -> subprocess.CompletedProcess[bytes]:
-        """Run the runtime with these arguments (after the binary) and stdio, as subprocess.run."""
-        return subprocess.run([self.binary, *argv], stdin=stdin, stdout=stdout, stderr=stderr, timeout=timeout,
-                              close_fds=True)
-
     def call(self, *args: str, stdin: Any = subprocess.DEVNULL, stdout: Any = subprocess.PIPE,
              stderr: Any = subprocess.PIPE, check: bool = True, timeout: float | None = 60) -> subprocess.CompletedProcess[bytes]:
-        done = self._execute(self._argv(*args)[1:], stdin, stdout, stderr, timeout)
+        if args[0] in _IN_PROCESS and (stdin, stdout, stderr) == (
+                subprocess.DEVNULL, subprocess.PIPE, subprocess.PIPE) and self._fork():
+            from hostrt.engine import runtime_fork
+
+            code, out, err = runtime_fork.run_captured(self._argv(*args)[1:])
+            done = subprocess.CompletedProcess(self._argv(*args), code, out, err)
+        else:
+            done = subprocess.run(self._argv(*args), stdin=stdin, stdout=stdout, stderr=stderr, timeout=timeout,
+                                  close_fds=True)
         if check and done.returncode != 0:
             raise RuntimeCallError(_last_error(done.stderr) or f"{Path(self.binary).name} {args[0]} exited {done.returncode}")
         return done
@@ -63,10 +89,15 @@ class Runtime:
             args += ["--console-socket", str(console_socket)]
         # The runtime's own errors go to a pipe; the container inherits stdout/stderr.
         log = pid_file.with_name("runtime-create.log")
-        done = self._execute(self._argv("--log", str(log), "--log-format", "json", *args, container_id)[1:],
-                             stdin, stdout, stderr, None)
-        if done.returncode != 0:
-            raise RuntimeCallError(_last_log_error(log) or f"runtime create exited {done.returncode}")
+        argv = self._argv("--log", str(log), "--log-format", "json", *args, container_id)
+        if self._fork():
+            from hostrt.engine import runtime_fork
+
+            returncode = runtime_fork.run(argv[1:], _fd(stdin), _fd(stdout), _fd(stderr))
+        else:
+            returncode = subprocess.run(argv, stdin=stdin, stdout=stdout, stderr=stderr, close_fds=True).returncode
+        if returncode != 0:
+            raise RuntimeCallError(_last_log_error(log) or f"runtime create exited {returncode}")
         return int(pid_file.read_text().strip())
 
     def start(self, container_id: str) -> None:
@@ -75,8 +106,15 @@ class Runtime:
     def kill(self, container_id: str, signal: str, all_processes: bool = False) -> None:
         self.call("kill", *(["--all"] if all_processes else []), container_id, signal)
 
+    def has_state(self, container_id: str) -> bool:
+        """Whether the runtime keeps state for the id: runc, crun and hostrt-runtime all keep
+        `<root>/<id>`, so a missing directory means there is nothing to delete."""
+        return (self.root / container_id).exists()
+
     def delete(self, container_id: str, force: bool = False) -> None:
-        self.call("delete", *(["--force"] if force else []), container_id, check=False)
+        # A runtime process costs tens of milliseconds; a fresh or already deleted container needs none.
+        if self.has_state(container_id):
+            self.call("delete", *(["--force"] if force else []), container_id, check=False)
 
     def state(self, container_id: str) -> dict[str, Any] | None:
         done = self.call("state", container_id, check=False)

@@ -1,106 +1,100 @@
-"""The runtime called in a fork of this process instead of a new `hostrt-runtime` process.
+"""Run hostrt-runtime's command line in a forked child instead of a new interpreter.
 
-Where an interpreter start is expensive (a TCG guest: ~0.3 s each, and a run needs
-several runtime calls), a process that already imported `backends.linux_native` forks and
-runs the same command-line entry point, with the same stdio, arguments and exit code as
-the binary would have. Standard library only.
+A `hostrt-runtime create` or `start` is a fresh CPython each time: start-up and imports cost
+more than the operation. A long-lived caller (the monitor) imports the runtime once and forks
+for each call; the child is what the exec'd runtime would be, with the same argv, stdio and
+exit status, minus the interpreter start. Standard library only (the runtime is too).
 """
 
 from __future__ import annotations
 
 import os
-import select
 import signal
-import subprocess
 import sys
-from typing import Any
+from pathlib import Path
 
-from hostrt.engine.runtime_cli import Runtime
-
-_RESET_SIGNALS = (signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGCHLD, signal.SIGUSR1, signal.SIGUSR2)
-
-
-def _fd_of(stream: Any, default: int) -> tuple[int | None, int | None]:
-    """(fd for the child, our end of a pipe to read) for a subprocess-style stdio argument."""
-    if stream is None:
-        return default, None
-    if stream == subprocess.DEVNULL:
-        return os.open(os.devnull, os.O_RDWR), None
-    if stream == subprocess.PIPE:
-        read, write = os.pipe()
-        return write, read
-    return (stream if isinstance(stream, int) else stream.fileno()), None
+# The runtime modules a create/start/delete needs, imported once by `preload`.
+_PRELOAD = ("backends.linux_native.__main__", "backends.linux_native.ops.create", "backends.linux_native.ops.start",
+            "backends.linux_native.ops.delete", "backends.linux_native.process", "backends.linux_native.init")
 
 
-class ForkedRuntime(Runtime):
-    """`Runtime` whose commands run in a fork that calls the runtime's `main` directly."""
+def is_own_runtime(binary: str) -> bool:
+    """Only hostrt's own runtime can run in-process; runc or crun are always exec'd."""
+    return Path(binary).name == "hostrt-runtime" and hasattr(os, "fork")
 
-    def _execute(self, argv: list[str], stdin: Any, stdout: Any, stderr: Any,
-                 timeout: float | None) -> subprocess.CompletedProcess[bytes]:
-        import threading
 
-        if threading.active_count() > 1:  # a fork copies one thread and whatever locks the others held
-            return super()._execute(argv, stdin, stdout, stderr, timeout)
+_loaded: bool | None = None
+
+
+def preload() -> bool:
+    """Import the runtime now (once) so each forked call starts warm; False if it is not importable."""
+    global _loaded
+    if _loaded is None:
+        try:
+            for module in _PRELOAD:
+                __import__(module)
+            _loaded = True
+        except ImportError:
+            _loaded = False
+    return _loaded
+
+
+def usable() -> bool:
+    """Whether a fork can run the runtime now: it is importable, and no other thread runs here
+    (a fork copies only the calling thread; a foreground run with published ports has one)."""
+    threading = sys.modules.get("threading")
+    return (threading is None or threading.active_count() == 1) and preload()
+
+
+def _child(argv: list[str], fds: tuple[int, int, int]) -> None:
+    """In the fork: the runtime's stdio, default signal handling, then its main; never returns."""
+    code = 1
+    try:
+        signal.set_wakeup_fd(-1)
+        for signum in signal.valid_signals():  # the caller's Python handlers (forwarding, wake-ups) are not ours
+            if signum not in (signal.SIGKILL, signal.SIGSTOP) and callable(signal.getsignal(signum)):
+                signal.signal(signum, signal.SIG_DFL)
+        high = [os.dup(fd) for fd in fds]  # above 2, so no target is overwritten before it is read
+        for target, fd in enumerate(high):
+            os.dup2(fd, target)
+        # Nothing else of ours may reach the container's init (our listening socket, other
+        # containers' pipes), as with close_fds for an exec'd runtime: init holds its fds
+        # until it execs, and a created container may wait long for `start`.
+        os.closerange(3, 2**31 - 1)
         from backends.linux_native.__main__ import main
 
-        child_in, _ = _fd_of(stdin, 0)
-        child_out, out_pipe = _fd_of(stdout, 1)
-        child_err, err_pipe = _fd_of(stderr, 2)
-        sys.stdout.flush()
-        sys.stderr.flush()
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child leaves through os._exit
-            code = 1
-            try:
-                for target, fd in ((0, child_in), (1, child_out), (2, child_err)):
-                    if fd != target:
-                        os.dup2(fd, target)
-                for fd in (out_pipe, err_pipe):
-                    if fd is not None:
-                        os.close(fd)
-                for sig in _RESET_SIGNALS:
-                    signal.signal(sig, signal.SIG_DFL)
-                signal.signal(signal.SIGINT, signal.default_int_handler)
-                code = main(list(argv))
-                sys.stdout.flush()
-                sys.stderr.flush()
-            finally:
-                os._exit(code)
-        for fd, passed in ((child_in, stdin), (child_out, stdout), (child_err, stderr)):
-            if passed in (subprocess.DEVNULL, subprocess.PIPE) and fd is not None:
-                os.close(fd)
+        code = main(argv)
+    except BaseException as err:  # noqa: BLE001 - the parent only sees an exit status
         try:
-            captured = _collect(pid, [fd for fd in (out_pipe, err_pipe) if fd is not None], timeout)
-        except subprocess.TimeoutExpired:
-            os.kill(pid, signal.SIGKILL)
-            os.waitpid(pid, 0)
-            raise
-        _, status = os.waitpid(pid, 0)
-        return subprocess.CompletedProcess([self.binary, *argv], os.waitstatus_to_exitcode(status),
-                                           captured.get(out_pipe) if out_pipe is not None else None,
-                                           captured.get(err_pipe) if err_pipe is not None else None)
-
-
-def _collect(pid: int, pipes: list[int], timeout: float | None) -> dict[int, bytes]:
-    """Read the captured pipes to their end (the child and whatever inherited them closed them)."""
-    import time
-
-    deadline = None if timeout is None else time.monotonic() + timeout
-    data: dict[int, bytearray] = {fd: bytearray() for fd in pipes}
-    open_fds = list(pipes)
-    try:
-        while open_fds:
-            wait = None if deadline is None else max(0.0, deadline - time.monotonic())
-            ready, _, _ = select.select(open_fds, [], [], wait)
-            if not ready:
-                raise subprocess.TimeoutExpired(str(pid), timeout or 0)
-            for fd in ready:
-                chunk = os.read(fd, 65536)
-                if chunk:
-                    data[fd].extend(chunk)
-                else:
-                    open_fds.remove(fd)
+            os.write(2, f"hostrt-runtime: {err.__class__.__name__}: {err}\n".encode())
+        except OSError:
+            pass
     finally:
-        for fd in pipes:
-            os.close(fd)
-    return {fd: bytes(buffer) for fd, buffer in data.items()}
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except (OSError, ValueError):
+            pass
+        os._exit(code if isinstance(code, int) else 1)
+
+
+def run(argv: list[str], stdin: int, stdout: int, stderr: int) -> int:
+    """The runtime's exit code for `hostrt-runtime ARGV`, run in a forked child with these fds."""
+    sys.stdout.flush()
+    sys.stderr.flush()  # buffered output must not be written twice, by us and by the child
+    pid = os.fork()
+    if pid == 0:
+        _child(argv, (stdin, stdout, stderr))
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status)
+
+
+def run_captured(argv: list[str]) -> tuple[int, bytes, bytes]:
+    """(exit code, stdout, stderr) of a runtime command whose output is small (create/start/delete)."""
+    import tempfile
+
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, open(os.devnull, "rb") as devnull:
+        code = run(argv, devnull.fileno(), out.fileno(), err.fileno())
+        out.seek(0)
+        err.seek(0)
+        return code, out.read(), err.read()

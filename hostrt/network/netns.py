@@ -44,9 +44,8 @@ def remove(path: Path) -> None:
         return
     if is_mounted(path):
         import ctypes
-        import ctypes.util
 
-        libc = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+        libc = ctypes.CDLL(None, use_errno=True)  # find_library would run `ldconfig -p` each time
         if libc.umount2(str(path).encode(), MNT_DETACH) != 0:
             raise HostrtError(f"cannot unmount {path}: {os.strerror(ctypes.get_errno())}")
     path.unlink(missing_ok=True)
