@@ -13,10 +13,14 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.engine.conftest import Hostrt
 
 from backends.lightvm.guest_image import GuestImage, build_guest_image, dropbear_ed25519_host_key, machine_overlay
 
@@ -168,3 +172,21 @@ def boot_guest(tmp_path: Path) -> Iterator[object]:
         if guest.process.poll() is None:
             guest.process.kill()
             guest.process.wait()
+
+
+def machine_root(tmp_path_factory: pytest.TempPathFactory, guest_cache: Path, name: str) -> Iterator["Hostrt"]:
+    """A hostrt root for one test module: the session's guest images, busybox built, and every
+    machine it made removed at the end (module fixtures keep machines warm between tests)."""
+    import json
+    import sys
+
+    from tests.engine.conftest import REPO, Hostrt
+
+    root = tmp_path_factory.mktemp(name)
+    (root / "cache").mkdir()
+    (root / "cache" / "guest").symlink_to(guest_cache)  # guest images built once per session
+    hostrt = Hostrt(root, str(Path(sys.executable).with_name("hostrt-runtime")))
+    hostrt.ok("image", "build", str(REPO / "images" / "busybox"), timeout=600)
+    yield hostrt
+    for machine in json.loads(hostrt("machine", "ls", "--format", "json").stdout or "[]"):
+        hostrt("machine", "rm", machine["name"], timeout=120)

@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import shutil
 import socket
 import subprocess
 import time
@@ -16,7 +15,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.conftest import REPO, Hostrt
+from tests.engine.conftest import Hostrt
+from tests.lightvm.conftest import machine_root
 
 pytestmark = [
     pytest.mark.slow,
@@ -29,14 +29,7 @@ pytestmark = [
 @pytest.fixture(scope="module")
 def vm_hostrt(tmp_path_factory: pytest.TempPathFactory, guest_cache: Path, apt_arch) -> Iterator[Hostrt]:  # type: ignore[no-untyped-def]
     apt_arch("arm64")
-    root = tmp_path_factory.mktemp("vm-root")
-    (root / "cache").mkdir()
-    (root / "cache" / "guest").symlink_to(guest_cache)  # guest images built once per session
-    hostrt = Hostrt(root, str(Path(os.sys.executable).with_name("hostrt-runtime")))
-    hostrt.ok("image", "build", str(REPO / "images" / "busybox"), timeout=600)
-    yield hostrt
-    for machine in json.loads(hostrt("machine", "ls", "--format", "json").stdout or "[]"):
-        hostrt("machine", "rm", machine["name"], timeout=120)
+    yield from machine_root(tmp_path_factory, guest_cache, "vm-root")
 
 
 def test_run_in_vm_reports_the_guest_kernel(vm_hostrt: Hostrt) -> None:

@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.engine.conftest import REPO, Hostrt
+from tests.engine.conftest import Hostrt
+from tests.lightvm.conftest import machine_root
 
 pytestmark = [
     pytest.mark.slow,
@@ -30,14 +31,7 @@ TWO_CELLS = ["--platform", "linux/amd64,linux/arm64"]
 @pytest.fixture(scope="module")
 def matrix_hostrt(tmp_path_factory: pytest.TempPathFactory, guest_cache: Path, apt_arch) -> Iterator[Hostrt]:  # type: ignore[no-untyped-def]
     apt_arch("arm64")
-    root = tmp_path_factory.mktemp("matrix-root")
-    (root / "cache").mkdir()
-    (root / "cache" / "guest").symlink_to(guest_cache)  # guest images built once per session
-    hostrt = Hostrt(root, str(Path(os.sys.executable).with_name("hostrt-runtime")))
-    hostrt.ok("image", "build", str(REPO / "images" / "busybox"), timeout=600)
-    yield hostrt
-    for machine in json.loads(hostrt("machine", "ls", "--format", "json").stdout or "[]"):
-        hostrt("machine", "rm", machine["name"], timeout=120)
+    yield from machine_root(tmp_path_factory, guest_cache, "matrix-root")
 
 
 def test_two_cells_one_failing_as_json(matrix_hostrt: Hostrt) -> None:

@@ -21,6 +21,7 @@ from hostrt.network.enter import socket_in
 from hostrt.network.ports import PortSpec
 from hostrt.network.proxy import PortProxy
 from tests.engine.conftest import Hostrt
+from tests.network.test_monitor_takeover import get
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="entering a namespace needs root")]
 
@@ -42,18 +43,6 @@ def isolated_httpd(tmp_path: Path) -> Iterator[Path]:
     server.wait()
 
 
-def _get(port: int) -> str:
-    deadline = time.monotonic() + 10
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as reply:
-                return reply.read().decode()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
-
-
 def test_proxy_reaches_a_server_inside_its_namespace(isolated_httpd: Path) -> None:
     selector = selectors.DefaultSelector()
     proxy = PortProxy(selector, "127.0.0.1", [PortSpec("127.0.0.1", 0, 80)], partial(socket_in, isolated_httpd))
@@ -68,7 +57,7 @@ def test_proxy_reaches_a_server_inside_its_namespace(isolated_httpd: Path) -> No
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
     try:
-        assert _get(port) == "inside\n"
+        assert get(port) == "inside\n"
         assert os.readlink(f"/proc/{os.getpid()}/task/{thread.native_id}/ns/net") == os.readlink("/proc/self/ns/net"), \
             "the proxy's thread is back in its own namespace"
         os.kill(int(isolated_httpd.read_text()), 9)
