@@ -2,7 +2,8 @@
 
 A hostrt killed mid-`run` or mid-`rm` can leave a container directory without a record, an
 overlay still mounted, runtime state or a cgroup for a container no record names. Each is
-found from the container directory or the runtime's state directory and removed.
+found from the container directory or the runtime's state directory and removed; cgroups
+only for ids this root knows (other roots share the /hostrt cgroup names).
 """
 
 from __future__ import annotations
@@ -44,9 +45,22 @@ def _known_cgroup_ids() -> set[str]:
     return found
 
 
+def _ids_of_this_root(engine: Engine, record_ids: set[str]) -> set[str]:
+    """Every container id this root has a trace of: records, directories, runtime state.
+
+    Cgroups are named /hostrt/<id> whatever the root, so another root's cgroup (say, one its
+    runtime just created and has not moved a process into yet) looks exactly like a leftover;
+    only ids this root knows are its to remove."""
+    known = set(record_ids) | {directory.name for directory in engine.records.orphans()}
+    if engine.runtime.root.is_dir():
+        known |= {entry.name for entry in engine.runtime.root.iterdir() if ID_PATTERN.match(entry.name)}
+    return known
+
+
 def prune(engine: Engine) -> PruneReport:
     report = PruneReport()
     records = {r.id: r for r in engine.list(include_stopped=True)}
+    ours = _ids_of_this_root(engine, set(records))
     for record in records.values():
         if record.status in ("exited", "created", "dead"):
             engine.remove(record.id, force=True)
@@ -69,7 +83,7 @@ def prune(engine: Engine) -> PruneReport:
                 engine.runtime.delete(entry.name, force=True)
                 report.leftovers.append(f"runtime state {entry.name[:12]}")
 
-    for container_id in _known_cgroup_ids() - live:
+    for container_id in (_known_cgroup_ids() & ours) - live:
         for directory in _cgroup_dirs(container_id):
             try:
                 os.rmdir(directory)

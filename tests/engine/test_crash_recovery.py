@@ -76,3 +76,23 @@ def test_crash_during_rm(hostrt: Hostrt) -> None:
     assert hostrt("ps", "-a").returncode == 0
     hostrt.ok("system", "prune", "-f")
     assert leftovers(hostrt, cid) == []
+
+
+def test_prune_leaves_another_roots_cgroups_alone(hostrt: Hostrt) -> None:
+    """Cgroups are /hostrt/<id> for every root: one this root never knew is not its leftover."""
+    foreign = "f" * 64
+    made = []
+    for parent in Path("/sys/fs/cgroup").glob("*/hostrt"):
+        try:
+            (parent / foreign).mkdir()
+            made.append(parent / foreign)
+        except OSError:
+            pass
+    if not made:
+        pytest.skip("no writable hostrt cgroup parent on this host")
+    try:
+        hostrt.ok("system", "prune", "-f")
+        assert all(path.is_dir() for path in made), "another root's empty cgroup was removed"
+    finally:
+        for path in made:
+            path.rmdir()
