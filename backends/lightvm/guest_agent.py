@@ -1,9 +1,10 @@
-"""The guest side of the VM backend: small operations the host runs over SSH.
+"""The guest side of the VM backend: small operations the host asks for.
 
-It runs inside the machine with only the Python standard library and the files the host
+They run inside the machine with only the Python standard library and the files the host
 shipped (the same `backends/linux_native` runtime, the same monitor, the same layer
-unpacker as on the host). The guest keeps its own layer store, so an image's layers
-cross the wire once per machine. Usage: `python3 -m backends.lightvm.guest_agent OP ...`.
+unpacker as on the host), served by the resident guest daemon (`guestd.py`); also usable
+as `python3 -m backends.lightvm.guest_agent OP ...`. The guest keeps its own layer store,
+so an image's layers cross the wire once per machine.
 """
 
 from __future__ import annotations
@@ -34,14 +35,6 @@ def _runtime():  # noqa: ANN202
     from hostrt.engine.runtime_cli import Runtime
 
     return Runtime.local(GUEST_ROOT / "run" / "runtime", str(RUNTIME))
-
-
-def missing_layers(*hexes: str) -> int:
-    """Print the layer digests this guest has not unpacked yet."""
-    for hex_ in hexes:
-        if not (LAYERS / hex_).is_dir():
-            print(hex_)
-    return 0
 
 
 def put_layer(digest: str, compression: str, diff_id: str = "") -> int:
@@ -77,10 +70,16 @@ def prepare(container_id: str) -> int:
     """Assemble the bundle: rootfs over the shared layers, /etc files, config.json from stdin.
 
     stdin: {"spec": <config with rootfs and /etc file paths left for the guest>, "layers": [hex...]}.
+    Prints {"bundle": DIR}, or {"missing": [hex...]} and does nothing when layers are missing
+    (the host ships those and asks again: one round trip in the common case).
     """
     from hostrt.engine.snapshot import mount_rootfs
 
     request = json.load(sys.stdin)
+    missing = [hex_ for hex_ in request["layers"] if not (LAYERS / hex_).is_dir()]
+    if missing:
+        print(json.dumps({"missing": missing}))
+        return 0
     for tag in request.get("shares", []):
         _mount_share(tag)
     directory = CONTAINERS / container_id
@@ -97,7 +96,7 @@ def prepare(container_id: str) -> int:
             mount["source"] = str(path)
     (directory / "config.json").write_text(json.dumps(spec))
     guest_ports.write(directory, request.get("publish", []))
-    print(directory)
+    print(json.dumps({"bundle": str(directory)}))
     return 0
 
 
@@ -254,7 +253,7 @@ def remove(container_id: str) -> int:
     return 0
 
 
-OPERATIONS = {"missing-layers": missing_layers, "put-layer": put_layer, "prepare": prepare, "run": run,
+OPERATIONS = {"put-layer": put_layer, "prepare": prepare, "run": run,
               "resize": resize, "start": start, "state": state, "logs": logs, "kill": kill, "remove": remove,
               "exec": exec_, "pause": pause}
 

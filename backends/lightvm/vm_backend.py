@@ -158,18 +158,13 @@ class LightVMBackend:
 
     # -- the interface ------------------------------------------------------------------
     def prepare(self, record: ContainerRecord, image: Any, layer_dirs: list[Path]) -> list[str]:
-        """Ship missing layers, then have the guest assemble the bundle from a host-built spec."""
+        """Have the guest assemble the bundle from a host-built spec, shipping the layers it lacks."""
         from hostrt.images.local import LocalImages
         from hostrt.images.oci import LAYER_COMPRESSION
         from hostrt.spec import ContainerFiles, build_spec
 
         hexes = [layer.digest.split(":", 1)[1] for layer in image.layers]
-        missing = set(self._call(record, "missing-layers", *hexes, boot=True).decode().split())
-        store = LocalImages.open(self.paths).store
-        for layer in image.layers:
-            if layer.digest.split(":", 1)[1] in missing:
-                self._call(record, "put-layer", layer.digest, LAYER_COMPRESSION[layer.mediaType], layer.diff_id or "",
-                           stdin=store.read(layer.digest))
+        self._agent(record, boot=True)  # the machine exists and runs: its settings name the shares
         guest_dir = Path(GUEST_CONTAINERS) / record.id
         files = ContainerFiles(guest_dir / "hostname", guest_dir / "hosts", guest_dir / "resolv.conf")
         # Users resolve against the image's own files: the top layer that carries etc/passwd.
@@ -178,8 +173,16 @@ class LightVMBackend:
         spec["root"]["path"] = str(guest_dir / "rootfs")
         shares = self._volumes_through_shares(record, spec)
         publish = self._plan_ports(record)
-        self._call(record, "prepare", record.id,
-                   stdin=json.dumps({"spec": spec, "layers": hexes, "shares": shares, "publish": publish}).encode())
+        request = json.dumps({"spec": spec, "layers": hexes, "shares": shares, "publish": publish}).encode()
+        # One round trip when the guest has the layers; else it names the missing ones, which go first.
+        missing = json.loads(self._call(record, "prepare", record.id, stdin=request)).get("missing")
+        if missing:
+            store = LocalImages.open(self.paths).store
+            for layer in image.layers:
+                if layer.digest.split(":", 1)[1] in missing:
+                    self._call(record, "put-layer", layer.digest, LAYER_COMPRESSION[layer.mediaType],
+                               layer.diff_id or "", stdin=store.read(layer.digest))
+            self._call(record, "prepare", record.id, stdin=request)
         return spec["process"]["args"]
 
     def _plan_ports(self, record: ContainerRecord) -> list[dict]:

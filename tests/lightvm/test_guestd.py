@@ -71,11 +71,13 @@ def test_daemon_serves_operations_with_its_token_only(shipped: tuple[Path, dict[
     layers = Path(env["HOSTRT_ROOT"]) / "layers"
     (layers / "aa").mkdir(parents=True)
 
-    assert request(port, {"token": "0" * 64, "op": "missing-layers", "args": ["aa", "bb"]}) == (None, b"", b"")
-    assert request(port, {"op": "missing-layers", "args": ["bb"]}) == (None, b"", b"")
+    wanted = json.dumps({"spec": {}, "layers": ["aa", "bb", "cc"]}).encode()
+    assert request(port, {"token": "0" * 64, "op": "prepare", "args": ["c1"]}, wanted) == (None, b"", b"")
+    assert request(port, {"op": "prepare", "args": ["c1"]}, wanted) == (None, b"", b"")
 
-    code_, out, _ = request(port, {"token": token, "op": "missing-layers", "args": ["aa", "bb", "cc"]})
-    assert (code_, out) == (0, b"bb\ncc\n")
+    code_, out, _ = request(port, {"token": token, "op": "prepare", "args": ["c1"]}, wanted)
+    assert (code_, json.loads(out)) == (0, {"missing": ["bb", "cc"]})
+    assert not (Path(env["HOSTRT_ROOT"]) / "containers" / "c1").exists(), "nothing made while layers are missing"
     status, _, err = request(port, {"token": token, "op": "no-such-op", "args": []})
     assert status == 2 and b"usage: guest_agent" in err
 
@@ -99,4 +101,5 @@ def test_one_daemon_per_code_version_and_a_dead_one_is_replaced(shipped: tuple[P
     os.kill(state["pid"], signal.SIGKILL)
     port, token = start_daemon(code, env)
     assert (port, token) != first
-    assert request(port, {"token": token, "op": "missing-layers", "args": ["dd"]})[:2] == (0, b"dd\n")
+    done = request(port, {"token": token, "op": "prepare", "args": ["c2"]}, json.dumps({"layers": ["dd"]}).encode())
+    assert (done[0], json.loads(done[1])) == (0, {"missing": ["dd"]})
