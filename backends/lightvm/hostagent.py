@@ -97,9 +97,11 @@ def _relay_guest(conn: socket.socket, reader, daemons: GuestDaemons, request: di
             pass
 
     threading.Thread(target=pump_stdin, daemon=True).start()
-    while data := channel.recv(65536):
-        conn.sendall(data)
-    channel.close()
+    try:
+        while data := channel.recv(65536):
+            conn.sendall(data)
+    finally:
+        channel.close()  # also when the client went away: the guest side then sees the channel end
 
 
 class IdleClock:
