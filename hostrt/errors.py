@@ -53,3 +53,11 @@ def start_failure(message: str, otherwise: type[HostrtError] = HostrtError) -> H
     if "permission denied" in message.lower():
         return CannotExecuteError(message)
     return otherwise(message)
+
+
+def first_validation_error(err: Exception) -> str:
+    """'where: what' of a pydantic ValidationError's first error, for one-line messages
+    (duck-typed, so that this module stays importable without pydantic, as in the guest)."""
+    first = err.errors()[0]  # type: ignore[attr-defined]
+    where = ".".join(str(part) for part in first["loc"]) or "document"
+    return f"{where}: {first['msg']}"

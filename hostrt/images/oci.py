@@ -12,6 +12,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hostrt.errors import first_validation_error
 from hostrt.images.errors import DigestMismatchError
 from hostrt.platform import ImagePlatform, normalise_arch
 
@@ -146,27 +147,21 @@ def parse_manifest(data: bytes) -> Manifest:
     try:
         return Manifest.model_validate_json(data)
     except ValidationError as err:
-        raise DigestMismatchError(f"malformed image manifest: {_first_error(err)}") from None
+        raise DigestMismatchError(f"malformed image manifest: {first_validation_error(err)}") from None
 
 
 def parse_index(data: bytes) -> Index:
     try:
         return Index.model_validate_json(data)
     except ValidationError as err:
-        raise DigestMismatchError(f"malformed image index: {_first_error(err)}") from None
+        raise DigestMismatchError(f"malformed image index: {first_validation_error(err)}") from None
 
 
 def parse_config(data: bytes) -> ImageConfig:
     try:
         return ImageConfig.model_validate_json(data)
     except ValidationError as err:
-        raise DigestMismatchError(f"malformed image config: {_first_error(err)}") from None
-
-
-def _first_error(err: ValidationError) -> str:
-    first = err.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "document"
-    return f"{where}: {first['msg']}"
+        raise DigestMismatchError(f"malformed image config: {first_validation_error(err)}") from None
 
 
 def dump(doc: BaseModel) -> bytes:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from hostrt.errors import first_validation_error
 from hostrt.images import oci
 from hostrt.images import reference as references
 from hostrt.images.assemble import store_index, store_manifest
@@ -69,8 +70,7 @@ def load(recipe_dir: Path) -> Recipe:
     try:
         recipe = Recipe.model_validate(raw)
     except ValidationError as err:
-        first = err.errors()[0]
-        raise RecipeError(f"{path}: {'.'.join(map(str, first['loc']))}: {first['msg']}") from None
+        raise RecipeError(f"{path}: {first_validation_error(err)}") from None
     references.parse(recipe.name)
     return recipe
 

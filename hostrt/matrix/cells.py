@@ -12,7 +12,7 @@ from typing import Literal, Union
 
 from pydantic import BaseModel, Field, ValidationError, field_validator
 
-from hostrt.errors import BackendUnavailableError, UnsupportedPlatformError, UsageError
+from hostrt.errors import BackendUnavailableError, UnsupportedPlatformError, UsageError, first_validation_error
 from hostrt.platform import HostInfo, ImagePlatform, decide
 
 BackendChoice = Literal["auto", "native", "lightvm"]
@@ -89,9 +89,7 @@ def load_file(path: Path) -> MatrixSpec:
     try:
         spec = MatrixSpec.model_validate(data)
     except ValidationError as err:
-        first = err.errors()[0]
-        where = ".".join(str(part) for part in first["loc"])
-        raise UsageError(f"matrix file {path}: {where}: {first['msg']}") from None
+        raise UsageError(f"matrix file {path}: {first_validation_error(err)}") from None
     base = path.resolve().parent
 
     def absolute(volumes: list[str]) -> list[str]:
