@@ -8,7 +8,6 @@ store; the bundle is assembled and run there by `guest_agent.py`.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import signal as signals
@@ -16,7 +15,6 @@ import sys
 import threading
 import time
 from pathlib import Path
-from collections.abc import Iterator
 from typing import Any, Callable
 
 from backends.lightvm.hostagent import AgentSession, start_agent, stop_agent
@@ -42,23 +40,6 @@ def _terminal_size() -> tuple[int, int]:
     except OSError:
         return 0, 0
     return size.lines, size.columns
-
-
-@contextlib.contextmanager
-def _raw_terminal(wanted: bool) -> Iterator[None]:
-    """Our terminal in raw mode meanwhile (keys, Ctrl-C included, go to the container's pty)."""
-    if not (wanted and sys.stdin.isatty()):
-        yield
-        return
-    import termios
-    import tty
-
-    saved = termios.tcgetattr(sys.stdin.fileno())
-    tty.setraw(sys.stdin.fileno())
-    try:
-        yield
-    finally:
-        termios.tcsetattr(sys.stdin.fileno(), termios.TCSADRAIN, saved)
 
 
 def machine_name(host_arch: str, guest_arch: str) -> str:
@@ -221,6 +202,8 @@ class LightVMBackend:
     def run_attached(self, record: ContainerRecord, interactive: bool) -> int:
         """Stream the container's output from the guest; Ctrl-C and SIGTERM reach it through the agent.
         With -t the container has a pty in the guest and our terminal is raw, as with native -t."""
+        from hostrt.engine.console import raw_terminal
+
         session, code_dir = self._agent(record)
         self._forwards(record, up=True)
         attached = self.paths.containers / record.id / ATTACHED_FILE
@@ -238,7 +221,7 @@ class LightVMBackend:
         if record.options.tty and sys.stdin.isatty():
             previous[signals.SIGWINCH] = signals.signal(signals.SIGWINCH, lambda *_: self._resize_quietly(record))
         try:
-            with _raw_terminal(record.options.tty and interactive):
+            with raw_terminal(record.options.tty and interactive):
                 code, _, _ = session.guest(code_dir, "run", record.id, *tty_args, stdout=sys.stdout.fileno(),
                                              stderr=sys.stderr.fileno(),
                                              stdin_fd=sys.stdin.fileno() if interactive else None)

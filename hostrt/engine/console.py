@@ -74,12 +74,7 @@ def relay(master: int, forward_input: bool, on_output: Callable[[bytes], None]) 
     Our terminal is in raw mode meanwhile (Ctrl-C reaches the container as a byte, as with
     docker -it), and window size changes follow through SIGWINCH.
     """
-    import termios
-    import tty
-
     stdin = sys.stdin.fileno()
-    interactive_tty = forward_input and os.isatty(stdin)
-    saved = termios.tcgetattr(stdin) if interactive_tty else None
     if os.isatty(stdin):
         copy_window_size(stdin, master)
     previous = signal.signal(signal.SIGWINCH, lambda *_: copy_window_size(stdin, master)) if os.isatty(stdin) else None
@@ -88,27 +83,43 @@ def relay(master: int, forward_input: bool, on_output: Callable[[bytes], None]) 
     if forward_input:
         selector.register(stdin, selectors.EVENT_READ, "stdin")
     try:
-        if saved is not None:
-            tty.setraw(stdin)
-        while True:
-            for key, _ in selector.select():
-                if key.data == "master":
-                    try:
-                        chunk = os.read(master, 65536)
-                    except OSError:  # EIO: the last process holding the pty's other end is gone
-                        return
-                    if not chunk:
-                        return
-                    on_output(chunk)
-                else:
-                    data = os.read(stdin, 65536)
-                    if not data:
-                        selector.unregister(stdin)
-                        continue
-                    os.write(master, data)
+        with raw_terminal(forward_input):
+            while True:
+                for key, _ in selector.select():
+                    if key.data == "master":
+                        try:
+                            chunk = os.read(master, 65536)
+                        except OSError:  # EIO: the last process holding the pty's other end is gone
+                            return
+                        if not chunk:
+                            return
+                        on_output(chunk)
+                    else:
+                        data = os.read(stdin, 65536)
+                        if not data:
+                            selector.unregister(stdin)
+                            continue
+                        os.write(master, data)
     finally:
-        if saved is not None:
-            termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
         if previous is not None:
             signal.signal(signal.SIGWINCH, previous)
         os.close(master)
+
+
+@contextlib.contextmanager
+def raw_terminal(wanted: bool) -> Iterator[None]:
+    """Our terminal in raw mode meanwhile, when `wanted` and stdin is one: every key, Ctrl-C
+    included, goes to the container's pty as a byte (as with docker -it)."""
+    stdin = sys.stdin.fileno()
+    if not (wanted and os.isatty(stdin)):
+        yield
+        return
+    import termios
+    import tty
+
+    saved = termios.tcgetattr(stdin)
+    tty.setraw(stdin)
+    try:
+        yield
+    finally:
+        termios.tcsetattr(stdin, termios.TCSADRAIN, saved)
