@@ -56,12 +56,8 @@ class GuestDaemons:
     def _start(self, code: str) -> tuple[int, str]:
         import shlex
 
-        channel = self.transport.open_session()
-        channel.settimeout(60)  # a start that hangs is an error, not a hang of every later request
-        channel.exec_command(f"cd {shlex.quote(code)} && exec python3 -S -m backends.lightvm.guestd")
-        out = channel.makefile("rb").read()
-        status = channel.recv_exit_status()
-        channel.close()
+        # A timeout: a start that hangs is an error, not a hang of every later request.
+        status, out = _exec(self.transport, f"cd {shlex.quote(code)} && exec python3 -S -m backends.lightvm.guestd", 60)
         fields = out.split()
         if status != 0 or len(fields) != 2:
             raise ConnectionError(f"the guest daemon did not start (exit {status})")
@@ -126,16 +122,22 @@ class IdleClock:
             return 0.0 if self._busy else time.monotonic() - self._since
 
 
-def _has_running_containers(transport) -> bool:  # noqa: ANN001 - a paramiko Transport
+def _exec(transport, command: str, timeout: float) -> tuple[int, bytes]:  # noqa: ANN001 - a paramiko Transport
+    """Run a short guest command on a new channel of the shared connection: (status, stdout)."""
     channel = transport.open_session()
-    channel.settimeout(30)
+    try:
+        channel.settimeout(timeout)
+        channel.exec_command(command)
+        out = channel.makefile("rb").read()
+        return channel.recv_exit_status(), out
+    finally:
+        channel.close()
+
+
+def _has_running_containers(transport) -> bool:  # noqa: ANN001 - a paramiko Transport
     from backends.lightvm.suspend import RUNNING_CONTAINERS
 
-    channel.exec_command(RUNNING_CONTAINERS)
-    out = channel.makefile("rb").read()
-    channel.recv_exit_status()
-    channel.close()
-    return bool(out.strip())
+    return bool(_exec(transport, RUNNING_CONTAINERS, 30)[1].strip())
 
 
 def _stop_when_idle(machine_dir: Path, transport, clock: IdleClock, timeout: float) -> None:  # noqa: ANN001
