@@ -31,6 +31,20 @@ def _state(pid: int) -> str:
         return next(l for l in f if l.startswith("State:")).split()[1]
 
 
+def _kill_and_remove(pid: int, cgroup_path: str) -> None:
+    """Whatever a test left: its child process, the cgroup and the cgroup's parent."""
+    try:
+        os.kill(pid, 9)
+        os.waitpid(pid, 0)
+    except (ProcessLookupError, ChildProcessError):
+        pass
+    for path in (cgroup_path, os.path.dirname(cgroup_path)):
+        try:
+            os.rmdir(path)
+        except OSError:
+            pass
+
+
 def test_v2_apply_freeze_kill_destroy():
     manager = V2Manager.for_path(f"/hostrt-v2-test/{os.getpid()}", root=ROOT)
     pid = os.fork()
@@ -54,16 +68,7 @@ def test_v2_apply_freeze_kill_destroy():
         os.waitpid(pid, 0)
         assert not os.path.exists(manager.path)
     finally:
-        try:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
-        for path in (manager.path, os.path.dirname(manager.path)):
-            try:
-                os.rmdir(path)
-            except OSError:
-                pass
+        _kill_and_remove(pid, manager.path)
 
 
 def test_v2_stats_and_oom_watch_without_a_memory_controller():
@@ -87,13 +92,4 @@ def test_v2_stats_and_oom_watch_without_a_memory_controller():
         manager.destroy()
         os.waitpid(pid, 0)
     finally:
-        try:
-            os.kill(pid, 9)
-            os.waitpid(pid, 0)
-        except (ProcessLookupError, ChildProcessError):
-            pass
-        for path in (manager.path, os.path.dirname(manager.path)):
-            try:
-                os.rmdir(path)
-            except OSError:
-                pass
+        _kill_and_remove(pid, manager.path)

@@ -8,7 +8,6 @@ import os
 import selectors
 import shutil
 import subprocess
-import threading
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ from hostrt.network.ports import PortSpec
 from hostrt.network.proxy import PortProxy
 from tests.engine.conftest import Hostrt
 from tests.network.test_monitor_takeover import get
+from tests.network.test_proxy import selector_loop
 
 pytestmark = [pytest.mark.root, pytest.mark.skipif(os.geteuid() != 0, reason="entering a namespace needs root")]
 
@@ -47,26 +47,16 @@ def test_proxy_reaches_a_server_inside_its_namespace(isolated_httpd: Path) -> No
     selector = selectors.DefaultSelector()
     proxy = PortProxy(selector, "127.0.0.1", [PortSpec("127.0.0.1", 0, 80)], partial(socket_in, isolated_httpd))
     port = proxy.open()[0].host_port
-    stop = threading.Event()
-
-    def loop() -> None:
-        while not stop.is_set():
-            for key, mask in selector.select(timeout=0.05):
-                key.data.ready(mask)
-
-    thread = threading.Thread(target=loop, daemon=True)
-    thread.start()
     try:
-        assert get(port) == "inside\n"
-        assert os.readlink(f"/proc/{os.getpid()}/task/{thread.native_id}/ns/net") == os.readlink("/proc/self/ns/net"), \
-            "the proxy's thread is back in its own namespace"
-        os.kill(int(isolated_httpd.read_text()), 9)
-        time.sleep(0.2)
-        with pytest.raises(OSError):  # the namespace is gone: the client is refused, the proxy goes on
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read()
+        with selector_loop(selector) as thread:
+            assert get(port) == "inside\n"
+            assert os.readlink(f"/proc/{os.getpid()}/task/{thread.native_id}/ns/net") == os.readlink("/proc/self/ns/net"), \
+                "the proxy's thread is back in its own namespace"
+            os.kill(int(isolated_httpd.read_text()), 9)
+            time.sleep(0.2)
+            with pytest.raises(OSError):  # the namespace is gone: the client is refused, the proxy goes on
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2).read()
     finally:
-        stop.set()
-        thread.join()
         proxy.close()
 
 

@@ -3,6 +3,7 @@ on, UDP replies back to their sender, nothing left open after close (no root nee
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
 import selectors
@@ -16,12 +17,10 @@ from hostrt.network.ports import PortSpec
 from hostrt.network.proxy import PortProxy
 
 
-@pytest.fixture
-def serve() -> Iterator:
-    """Runs a PortProxy's selector loop in a thread; yields a function that opens one."""
-    selector = selectors.DefaultSelector()
+@contextlib.contextmanager
+def selector_loop(selector: selectors.BaseSelector) -> Iterator[threading.Thread]:
+    """The proxies' event loop in a thread while the block runs; stopped and joined after it."""
     stop = threading.Event()
-    proxies: list[PortProxy] = []
 
     def loop() -> None:
         while not stop.is_set():
@@ -30,15 +29,26 @@ def serve() -> Iterator:
 
     thread = threading.Thread(target=loop, daemon=True)
     thread.start()
+    try:
+        yield thread
+    finally:
+        stop.set()
+        thread.join()
+
+
+@pytest.fixture
+def serve() -> Iterator:
+    """Runs a PortProxy's selector loop in a thread; yields a function that opens one."""
+    selector = selectors.DefaultSelector()
+    proxies: list[PortProxy] = []
 
     def open_proxy(target_port: int, protocol: str = "tcp") -> tuple[PortProxy, int]:
         proxy = PortProxy(selector, "127.0.0.1", [PortSpec("127.0.0.1", 0, target_port, protocol)])
         proxies.append(proxy)
         return proxy, proxy.open()[0].host_port
 
-    yield open_proxy
-    stop.set()
-    thread.join()
+    with selector_loop(selector):
+        yield open_proxy
     for proxy in proxies:
         proxy.close()
     assert not selector.get_map()
