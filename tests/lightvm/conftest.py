@@ -25,6 +25,13 @@ if TYPE_CHECKING:
 from backends.lightvm.guest_image import GuestImage, build_guest_image, dropbear_ed25519_host_key, machine_overlay
 
 READY_LINE = b"hostrt-guest: ready"
+# What every test that runs machines through libvirt is marked with (real libvirtd, as root).
+MACHINE_TESTS = [
+    pytest.mark.slow,
+    pytest.mark.root,
+    pytest.mark.skipif(os.geteuid() != 0, reason="machines are run through libvirt's system daemon as root"),
+    pytest.mark.skipif(not Path("/run/libvirt/libvirt-sock").exists(), reason="libvirtd is not running (ci/services starts it)"),
+]
 QEMU = {
     "amd64": ["qemu-system-x86_64", "-M", "q35", "-accel", "tcg"],
     "arm64": ["qemu-system-aarch64", "-M", "virt", "-cpu", "cortex-a57", "-accel", "tcg"],

@@ -4,22 +4,15 @@ another hostrt root that never builds it (what a macOS or Windows user does)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
 
-import pytest
-
 from tests.engine.conftest import REPO, Hostrt
 from tests.images.registry_server import start_registry
+from tests.lightvm.conftest import MACHINE_TESTS
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.root,
-    pytest.mark.skipif(os.geteuid() != 0, reason="machines are run through libvirt's system daemon as root"),
-    pytest.mark.skipif(not Path("/run/libvirt/libvirt-sock").exists(), reason="libvirtd is not running (ci/services starts it)"),
-]
+pytestmark = MACHINE_TESTS
 
 
 def test_guest_image_round_trip_through_a_registry(tmp_path: Path, guest_cache: Path, guest_image) -> None:  # type: ignore[no-untyped-def]

@@ -16,14 +16,9 @@ from pathlib import Path
 import pytest
 
 from tests.engine.conftest import Hostrt
-from tests.lightvm.conftest import machine_root
+from tests.lightvm.conftest import MACHINE_TESTS, machine_root
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.root,
-    pytest.mark.skipif(os.geteuid() != 0, reason="machines are run through libvirt's system daemon as root"),
-    pytest.mark.skipif(not Path("/run/libvirt/libvirt-sock").exists(), reason="libvirtd is not running (ci/services starts it)"),
-]
+pytestmark = MACHINE_TESTS
 
 
 @pytest.fixture(scope="module")

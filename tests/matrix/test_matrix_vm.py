@@ -4,7 +4,6 @@ QEMU under TCG here), through the CLI. One hostrt root for the module: the arm64
 from __future__ import annotations
 
 import json
-import os
 import platform
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
@@ -13,13 +12,10 @@ from pathlib import Path
 import pytest
 
 from tests.engine.conftest import Hostrt
-from tests.lightvm.conftest import machine_root
+from tests.lightvm.conftest import MACHINE_TESTS, machine_root
 
 pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.root,
-    pytest.mark.skipif(os.geteuid() != 0, reason="machines are run through libvirt's system daemon as root"),
-    pytest.mark.skipif(not Path("/run/libvirt/libvirt-sock").exists(), reason="libvirtd is not running (ci/services starts it)"),
+    *MACHINE_TESTS,
     pytest.mark.skipif(platform.machine() != "x86_64", reason="the cells are native amd64 and an emulated arm64 guest"),
 ]
 
