@@ -7,6 +7,8 @@ import json
 import os
 import socket
 import subprocess
+import time
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -17,6 +19,19 @@ from tests.engine.conftest import Hostrt, _runtime, engine_root  # noqa: F401  (
 @pytest.fixture
 def hostrt(engine_root: Path) -> Hostrt:  # noqa: F811
     return Hostrt(engine_root, _runtime())
+
+
+def http_get(url: str, timeout: float = 10) -> str:
+    """GET with retries while the server comes up."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as reply:
+                return reply.read().decode()
+        except OSError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
 
 
 def free_port() -> int:

@@ -19,6 +19,7 @@ from tests.network.conftest import (
     address_of,
     container_dir,
     free_port,
+    http_get,
     leases,
     links,
     nat_rules,
@@ -29,19 +30,6 @@ from tests.network.conftest import (
 pytestmark = pytest.mark.root
 BRIDGE = os.environ["HOSTRT_BRIDGE"]
 HTTPD = ["sh", "-c", "mkdir -p /www && echo served-by-$(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"]
-
-
-def get(url: str, timeout: float = 10) -> str:
-    """GET with retries while the server comes up."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=2) as reply:
-                return reply.read().decode()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
 
 
 def assert_no_network_left(hostrt: Hostrt, before_links: set[str]) -> None:
@@ -90,7 +78,7 @@ def test_published_port_serves_httpd_to_the_host(hostrt: Hostrt) -> None:
     port = free_port()
     hostrt.ok("run", "-d", "--name", "pub", "-h", "pubhost", "-p", f"127.0.0.1:{port}:80", "busybox", *HTTPD)
     try:
-        assert get(f"http://127.0.0.1:{port}/") == "served-by-pubhost\n"
+        assert http_get(f"http://127.0.0.1:{port}/") == "served-by-pubhost\n"
         assert hostrt.ok("port", "pub") == f"80/tcp -> 127.0.0.1:{port}\n"
         assert len(nat_rules(BRIDGE)) == 1  # outbound NAT for the default bridge (cannot be exercised here)
         busy = hostrt("run", "-d", "--name", "pub2", "-p", f"127.0.0.1:{port}:80", "busybox", *HTTPD)
@@ -110,7 +98,7 @@ def test_published_port_of_a_foreground_run(hostrt: Hostrt) -> None:
                             "-p", f"127.0.0.1:{port}:80", "busybox", *HTTPD], env=hostrt.env,
                            stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     try:
-        assert get(f"http://127.0.0.1:{port}/") == "served-by-fghost\n"
+        assert http_get(f"http://127.0.0.1:{port}/") == "served-by-fghost\n"
     finally:
         hostrt("stop", "-t", "1", "fg")
         run.wait(30)

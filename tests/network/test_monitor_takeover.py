@@ -13,22 +13,14 @@ from pathlib import Path
 import pytest
 
 from tests.engine.conftest import Hostrt
-from tests.network.conftest import container_dir, free_port
+from tests.network.conftest import container_dir, free_port, http_get
 
 pytestmark = pytest.mark.root
 HTTPD = ["sh", "-c", "mkdir -p /www && echo served-by-$(hostname) > /www/index.html && exec httpd -f -p 80 -h /www"]
 
 
 def get(port: int, timeout: float = 10) -> str:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as reply:
-                return reply.read().decode()
-        except OSError:
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.1)
+    return http_get(f"http://127.0.0.1:{port}/", timeout)
 
 
 def refused(port: int) -> bool:
