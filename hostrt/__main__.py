@@ -16,12 +16,20 @@ def _debug_requested(argv: list[str]) -> bool:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Run the CLI and return its exit code; user mistakes never show a traceback unless --debug."""
+    """Run the CLI and return its exit code; user mistakes never show a traceback unless --debug.
+    From the command line (argv None) the resident engine server runs it when there is one."""
     args = sys.argv[1:] if argv is None else argv
     if args in (["--version"], ["-v"]):
         # The most common probe of an installation: answer it without importing the CLI stack.
         print(f"hostrt version {__version__}")
         return 0
+    if argv is None:
+        from hostrt import server_client
+
+        code = server_client.delegate(args)
+        if code is not None:
+            return code
+        server_client.spawn_server()
     debug = _debug_requested(args)
     try:
         if args[:1] == ["run"]:
