@@ -40,7 +40,13 @@ class _ArgCmp(ctypes.Structure):
     _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64), ("datum_b", ctypes.c_uint64)]
 
 
+_library: ctypes.CDLL | None = None
+
+
 def _lib() -> ctypes.CDLL:
+    global _library
+    if _library is not None:
+        return _library
     try:
         lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
     except OSError:
@@ -54,7 +60,17 @@ def _lib() -> ctypes.CDLL:
     lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.POINTER(_ArgCmp)]
     lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
     lib.seccomp_load.argtypes = [ctypes.c_void_p]
+    _library = lib
     return lib
+
+
+def preload() -> None:
+    """Load libseccomp and let it probe the kernel's seccomp API now, in a long-lived process:
+    its forks (hostrt-runtime in-process) then build filters without loading it each time."""
+    try:
+        _lib().seccomp_api_get()
+    except RuntimeFailure:
+        pass  # reported when a container asks for seccomp
 
 
 def _action(name: str, value: int | None, default_errno: int) -> int:

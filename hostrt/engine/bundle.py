@@ -50,5 +50,5 @@ def prepare_bundle(container_dir: Path, container_id: str, image_config: dict[st
     files = write_container_files(container_dir, hostname, options.network)
     netns = attach.setup(container_dir, container_id, hostname, options.network, options.publish, paths.root, paths.run)
     spec = build_spec(image_config, options, rootfs, container_id, files, netns)
-    (container_dir / "config.json").write_text(json.dumps(spec, indent=1))
+    (container_dir / "config.json").write_text(json.dumps(spec, separators=(",", ":")))  # C encoder
     return spec

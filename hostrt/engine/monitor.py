@@ -118,15 +118,16 @@ class Monitor:
         err_r, err_w = os.pipe()
         try:
             with open(os.devnull, "rb") as devnull:
-                pid = self.runtime.create(container_id, directory, directory / supervise.PID_FILE,
-                                          devnull, out_w, err_w)
+                pid = self.runtime.run_detached(container_id, directory, directory / supervise.PID_FILE,
+                                                devnull, out_w, err_w)
         except (RuntimeCallError, OSError) as err:
             for fd in (out_r, out_w, err_r, err_w):
                 os.close(fd)
             return {"ok": False, "error": str(err)}
         os.close(out_w)
         os.close(err_w)
-        return self._watch_and_start(request, pid, {out_r: "stdout", err_r: "stderr"})
+        self._watch(request, pid, {out_r: "stdout", err_r: "stderr"})
+        return {"ok": True, "pid": pid}
 
     def _start_with_tty(self, request: dict) -> dict:
         """`run -d -t`: the pty master is read like a stdout pipe."""
@@ -143,14 +144,19 @@ class Monitor:
             return {"ok": False, "error": str(err)}
         return self._watch_and_start(request, pid, {master: "stdout"})
 
-    def _watch_and_start(self, request: dict, pid: int, streams: dict[int, str]) -> dict:
-        """Watch a created container's init and output, then let it run."""
+    def _watch(self, request: dict, pid: int, streams: dict[int, str]) -> Watched:
+        """Wait for the container's init and read its output (kept in its pipes until read)."""
         item = Watched(request["id"], Path(request["dir"]), pid, bool(request.get("auto_remove")))
         for fd, stream in streams.items():
             os.set_blocking(fd, False)
             item.streams[fd] = stream
             self.selector.register(fd, selectors.EVENT_READ, item)
         self.watched[pid] = item
+        return item
+
+    def _watch_and_start(self, request: dict, pid: int, streams: dict[int, str]) -> dict:
+        """Watch a created container's init and output, then let it run."""
+        item = self._watch(request, pid, streams)
         try:
             self.runtime.start(item.container_id)
         except RuntimeCallError as err:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from hostrt.engine.record_store import BaseRecordStore
@@ -73,15 +73,15 @@ class PlainRecord:
     finished_at: float | None = None
 
     def to_json(self) -> str:
-        """The JSON `ContainerRecord.model_dump_json(indent=1)` writes for the same values."""
-        return json.dumps(asdict(self), indent=1, ensure_ascii=False)
+        """The JSON `ContainerRecord.model_dump_json()` writes for the same values (compact:
+        the json module's C encoder serves only that form, the indented one is pure Python)."""
+        return json.dumps(asdict(self), ensure_ascii=False, separators=(",", ":"))
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "PlainRecord":
-        known = {f.name for f in fields(cls)}
-        values = {k: v for k, v in data.items() if k in known}
+        values = {k: v for k, v in data.items() if k in cls.__dataclass_fields__}
         opts = dict(values.get("options") or {})
-        opts = {k: v for k, v in opts.items() if k in {f.name for f in fields(PlainOptions)}}
+        opts = {k: v for k, v in opts.items() if k in PlainOptions.__dataclass_fields__}
         opts["volumes"] = [PlainVolume(**v) for v in opts.get("volumes") or []]
         values["options"] = PlainOptions(**opts)
         return cls(**values)

@@ -8,6 +8,7 @@ must not pay for importing pydantic. Subclasses say how a record is parsed, buil
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import tempfile
@@ -56,7 +57,7 @@ class BaseRecordStore:
     def create(self, record_fields: dict) -> Any:
         """Allocate an ID and a unique name, and write the first record."""
         with self._names_lock():
-            taken = {r.name for r in self.all()}
+            taken = self._taken_names()
             name = record_fields.pop("name", None)
             if name:
                 if not NAME_PATTERN.match(name):
@@ -71,6 +72,20 @@ class BaseRecordStore:
             self.dir_of(record.id).mkdir(parents=True)
             self.save(record)
         return record
+
+    def _taken_names(self) -> set[str]:
+        """Every record's name, read without building the records (a run checks them all)."""
+        names = set()
+        if not self.root.is_dir():
+            return names
+        for entry in os.scandir(self.root):
+            if ID_PATTERN.match(entry.name):
+                try:
+                    with open(os.path.join(entry.path, RECORD_FILE), "rb") as record:
+                        names.add(json.loads(record.read())["name"])
+                except (OSError, ValueError, KeyError, TypeError):
+                    pass  # no record yet, or a broken one: not a container (see orphans)
+        return names
 
     def save(self, record: Any) -> None:
         """Replace the record atomically and durably."""

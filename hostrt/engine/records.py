@@ -58,4 +58,4 @@ class RecordStore(BaseRecordStore):
         return ContainerRecord(**fields)
 
     def _dump(self, record: ContainerRecord) -> str:
-        return record.model_dump_json(indent=1)
+        return record.model_dump_json()

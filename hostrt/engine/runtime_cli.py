@@ -84,7 +84,17 @@ class Runtime:
     def create(self, container_id: str, bundle: Path, pid_file: Path, stdin: IO[Any] | int,
                stdout: IO[Any] | int, stderr: IO[Any] | int, console_socket: Path | None = None) -> int:
         """Create the container with the given stdio; returns its init's pid (read from the pid file)."""
-        args = ["create", "--bundle", str(bundle), "--pid-file", str(pid_file)]
+        return self._spawn(["create"], container_id, bundle, pid_file, stdin, stdout, stderr, console_socket)
+
+    def run_detached(self, container_id: str, bundle: Path, pid_file: Path, stdin: IO[Any] | int,
+                     stdout: IO[Any] | int, stderr: IO[Any] | int) -> int:
+        """Create and start in one runtime call (`run --detach`: one fork or process instead of
+        two), for a caller with nothing to do in between; returns the init's pid."""
+        return self._spawn(["run", "--detach"], container_id, bundle, pid_file, stdin, stdout, stderr, None)
+
+    def _spawn(self, verb: list[str], container_id: str, bundle: Path, pid_file: Path, stdin: IO[Any] | int,
+               stdout: IO[Any] | int, stderr: IO[Any] | int, console_socket: Path | None) -> int:
+        args = [*verb, "--bundle", str(bundle), "--pid-file", str(pid_file)]
         if console_socket is not None:
             args += ["--console-socket", str(console_socket)]
         # The runtime's own errors go to a pipe; the container inherits stdout/stderr.
@@ -97,7 +107,7 @@ class Runtime:
         else:
             returncode = subprocess.run(argv, stdin=stdin, stdout=stdout, stderr=stderr, close_fds=True).returncode
         if returncode != 0:
-            raise RuntimeCallError(_last_log_error(log) or f"runtime create exited {returncode}")
+            raise RuntimeCallError(_last_log_error(log) or f"runtime {verb[0]} exited {returncode}")
         return int(pid_file.read_text().strip())
 
     def start(self, container_id: str) -> None:

@@ -33,6 +33,9 @@ def preload() -> bool:
         try:
             for module in _PRELOAD:
                 __import__(module)
+            from backends.linux_native import seccomp
+
+            seccomp.preload()
             _loaded = True
         except ImportError:
             _loaded = False

@@ -1,12 +1,13 @@
 #!/usr/bin/env python3
 """Engine benchmark against its peers, interleaved in one run (the machine is noisy: read ratios).
 
-1. `run --rm busybox true`: hostrt (default network = bridge, and --network none; the fast
-   path, and the full typer path with HOSTRT_NO_FAST_PATH=1) against `podman run --rm
-   --network none` of the same image, and crun running a bare bundle (the floor).
+1. `run --rm busybox true`: hostrt (default network = bridge, and --network none; through the
+   engine server, without it (HOSTRT_SERVER=0: a process per command, the fast path), and the
+   full typer path with neither) against `podman run --rm --network none` of the same image,
+   and crun running a bare bundle (the floor).
 2. BATCH detached `sleep 1000` containers: wall time of hostrt `run -d` (--network none and
-   bridge) against crun `run -d` of a bundle, batches interleaved; then the PSS of hostrt's
-   monitor with BATCH containers running, per container.
+   bridge, and --network none without the server) against crun `run -d` of a bundle, batches
+   interleaved; then the PSS of hostrt's monitor with BATCH containers running, per container.
 
 Every figure is reported as median and minimum, and as ratios (per-round median ratio, and
 ratio of minimums). `--baseline BIN` adds another hostrt (e.g. an install of main) with its
@@ -52,8 +53,8 @@ class Hostrt:
         self.env = {**os.environ, "HOSTRT_ROOT": str(root), **(extra_env or {})}
         self.env.pop("HOSTRT_RUNTIME", None)  # each install uses the runtime beside it
 
-    def __call__(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return sh([self.binary, *args], self.env, check)
+    def __call__(self, *args: str, check: bool = True, env: dict | None = None) -> subprocess.CompletedProcess[str]:
+        return sh([self.binary, *args], env or self.env, check)
 
     def cleanup(self) -> None:
         ids = self("ps", "-aq", check=False).stdout.split()
@@ -116,8 +117,11 @@ def main() -> int:
             run = [h.binary, "run", "--rm", "--pull", "never"]
             commands[f"{h.label} --network none"] = ([*run, "--network", "none", "busybox", "true"], h.env)
             commands[f"{h.label} (bridge)"] = ([*run, "busybox", "true"], h.env)
+        no_server = {**installs[0].env, "HOSTRT_SERVER": "0"}
+        commands["hostrt no server, none"] = ([hostrt_bin, "run", "--rm", "--network", "none", "busybox", "true"],
+                                              no_server)
         commands["hostrt typer path, none"] = ([hostrt_bin, "run", "--rm", "--network", "none", "busybox", "true"],
-                                               {**installs[0].env, "HOSTRT_NO_FAST_PATH": "1"})
+                                               {**no_server, "HOSTRT_NO_FAST_PATH": "1"})
         commands["crun run (bundle)"] = (["crun", "--root", str(work / "crun"), "run", "-b", str(work / "bundle"), "b1"],
                                          os.environ)
         samples: dict[str, list[float]] = {label: [] for label in commands}
@@ -141,10 +145,10 @@ def main() -> int:
                 sh(["crun", "--root", str(work / "crun"), "delete", "-f", f"c{i}"], check=False)
             return elapsed
 
-        def hostrt_batch(h: Hostrt, network: list[str], label: str) -> float:
+        def hostrt_batch(h: Hostrt, network: list[str], label: str, env: dict | None = None) -> float:
             start = time.perf_counter()
             for _ in range(args.batch):
-                h("run", "-d", "--pull", "never", *network, "busybox", "sleep", "1000")
+                h("run", "-d", "--pull", "never", *network, "busybox", "sleep", "1000", env=env)
             elapsed = time.perf_counter() - start
             kb = monitor_pss_kb(Path(h.env["HOSTRT_ROOT"]))
             if kb is not None:
@@ -158,6 +162,8 @@ def main() -> int:
                 for network, name in ((["--network", "none"], "--network none"), ([], "(bridge)")):
                     label = f"{h.label} run -d {name}"
                     batches.setdefault(label, []).append(hostrt_batch(h, network, label))
+            label = "hostrt run -d --network none, no server"
+            batches.setdefault(label, []).append(hostrt_batch(installs[0], ["--network", "none"], label, no_server))
         report(f"{args.batch} x run -d sleep 1000 ({args.batch_rounds} rounds, interleaved batches)", batches,
                "crun run -d", unit="s")
         print(f"\n== monitor PSS per container with {args.batch} running (MB, max over rounds)")
