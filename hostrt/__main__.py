@@ -38,9 +38,9 @@ def main(argv: list[str] | None = None) -> int:
             code = run_fast(args[1:])
             if code is not None:
                 return code
-        from hostrt.cli import app
+        from hostrt.cli import click_app
 
-        result = app(args=args, prog_name="hostrt", standalone_mode=False)
+        result = click_app().main(args=args, prog_name="hostrt", standalone_mode=False)
         return result if isinstance(result, int) else 0
     except HostrtError as err:
         if debug:

@@ -6,11 +6,15 @@ them, never here: this module is on the path of every command.
 
 from __future__ import annotations
 
+import functools
 import json
 from enum import Enum
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    import click
 
 from hostrt import __version__
 
@@ -73,3 +77,11 @@ def _register_groups() -> None:
 
 
 _register_groups()
+
+
+@functools.cache
+def click_app() -> "click.Command":
+    """The click command tree typer derives from `app`. Deriving it reads every command's
+    signature and annotations (about 90 ms); the engine server derives it once, before it
+    forks a worker per command."""
+    return typer.main.get_command(app)

@@ -287,6 +287,9 @@ def preload() -> None:
         except ImportError:  # an optional part (libvirt-python) is not installed
             pass
     runtime_fork.preload()
+    from hostrt.cli import click_app
+
+    click_app()
 
 
 def main() -> int:
