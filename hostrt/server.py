@@ -18,7 +18,6 @@ Linux only (SCM_RIGHTS, pidfds); elsewhere every command runs in its own process
 from __future__ import annotations
 
 import argparse
-import fcntl
 import gc
 import os
 import selectors
@@ -128,6 +127,8 @@ def _adopt(request: Request, fds: list[int]) -> None:
 def _relay_signals(conn: socket.socket) -> None:
     """Deliver the client's forwarded signals to this process (SIGIO on each message), and
     die as the client died when its end closes."""
+    import fcntl
+
     pending = b""
 
     def on_io(_signum: int, _frame: object) -> None:
@@ -297,6 +298,8 @@ def main() -> int:
     parser.add_argument("--socket", required=True)
     parser.add_argument("--lock", required=True)
     args = parser.parse_args()
+    import fcntl
+
     lock = os.open(args.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
