@@ -28,7 +28,7 @@ def main(argv: list[str] | None = None) -> int:
 
         code = server_client.delegate(args)
         if code is not None:
-            return code
+            server_client.exit_now(code)
         server_client.spawn_server()
     debug = _debug_requested(args)
     try:
