@@ -53,15 +53,19 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int) -> None:
     tar.addfile(info, io.BytesIO(data))
 
 
-def ensure_payload(run: Callable[..., tuple[int, bytes, bytes]]) -> str:
-    """The guest directory holding this hostrt's payload, shipping it first if absent.
-    `run(command, stdin=...)` runs a guest command (through the host agent or SSH)."""
-    version, data = payload()
-    target = f"{GUEST_CODE}/{version}"
-    if run(f"test -f {target}/hostrt-runtime")[0] == 0:
-        return target
-    code, _, err = run(f"rm -rf {target}.tmp && mkdir -p {target}.tmp && tar -x -C {target}.tmp "
-                               f"&& mv {target}.tmp {target}", stdin=data)
+def payload_dir() -> str:
+    """The guest directory of this hostrt's payload (present there once shipped)."""
+    return f"{GUEST_CODE}/{payload()[0]}"
+
+
+def ship_payload(run: Callable[..., tuple[int, bytes, bytes]]) -> str:
+    """Ship the payload into the guest, whole or not at all; returns its directory.
+    `run(command, stdin=...)` runs a guest command (through the host agent or SSH). Callers
+    ship when the guest said the code was missing (the host agent's start of the guest daemon
+    checks it): a warm request pays no check of its own."""
+    target = payload_dir()
+    code, _, err = run(f"test -f {target}/hostrt-runtime || {{ rm -rf {target}.tmp && mkdir -p {target}.tmp "
+                       f"&& tar -x -C {target}.tmp && mv {target}.tmp {target}; }}", stdin=payload()[1])
     if code != 0:
         raise OSError(f"cannot ship the runtime to the guest: {err.decode(errors='replace').strip()}")
     return target
