@@ -18,7 +18,10 @@ Protocol (the host agent's frames, so that the agent relays bytes unchanged):
             there, so that the host needs no `state` request after it), b"x" exit status
 
 `python3 -m backends.lightvm.guestd` prints "PORT TOKEN" of the daemon serving this code
-version, starting it first if none is alive.
+version, starting it first if none is alive. The guest's /init runs it at boot for the code
+the machine booted with; the host agent then reads "PORT TOKEN PID" from `VERSION.addr` with
+the shell (an interpreter start costs ~0.3 s under TCG) and runs this only when that daemon
+is gone.
 """
 
 from __future__ import annotations
@@ -39,11 +42,20 @@ STATE_DIR = Path(os.environ.get("HOSTRT_GUESTD_STATE", "/run/hostrt-guestd"))
 CODE = Path(__file__).resolve().parents[2]  # the shipped tree: one directory per code version
 _FRAME = struct.Struct("!cI")
 _HEADER_LIMIT = 1 << 20
+MODULES_LOADING = Path("/run/hostrt-modules-loading")  # see images/guest/rootfs/init
 
 
 def _state_file() -> Path:
     """One daemon per shipped code version: the version is this tree's directory name."""
     return STATE_DIR / f"{CODE.name}.json"
+
+
+def _write_private(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.rename(tmp, path)
 
 
 def _alive(state: dict) -> bool:
@@ -223,13 +235,20 @@ def main() -> int:
             state = {}
         if not _alive(state):
             state = _start()
-            tmp = state_file.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as out:
-                json.dump(state, out)
-            os.rename(tmp, state_file)
+            _write_private(state_file, json.dumps(state))
+            _write_private(state_file.with_suffix(".addr"), f"{state['port']} {state['token']} {state['pid']}\n")
     print(state["port"], state["token"], flush=True)
     return 0
+
+
+def _wait_for_modules(limit: float = 60.0) -> None:
+    """The guest's /init loads the modules that containers need (overlay, 9p, veth, bridge) after
+    SSH is up, in the background, and removes this marker when done: operations wait for them."""
+    import time
+
+    deadline = time.monotonic() + limit
+    while MODULES_LOADING.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _close_fds_except(keep: set[int]) -> None:
@@ -262,6 +281,7 @@ def _start() -> dict:
         _close_fds_except({0, 1, 2, listener.fileno(), write_end})  # above all the lock's: it must not stay held
         os.chdir(CODE)  # what the operations spawn with `python3 -m` (the monitor) imports from here
         preload()
+        _wait_for_modules()  # imported meanwhile: the daemon reports ready once operations can run
         os.write(write_end, str(os.getpid()).encode())
         os.close(write_end)
         try:

@@ -36,6 +36,7 @@ PID_NAME = "agent.pid"
 PROTOCOL_NAME = "agent.protocol"
 PROTOCOL = "3"  # 2: guest operations relayed to the guest daemon; 3: b"s"/b"c" before the relay
 _FRAME = struct.Struct("!cI")
+GUESTD_STATE = "/run/hostrt-guestd"  # guestd.STATE_DIR in the guest
 _NO_CODE = 97  # exit status of the daemon start command when the code directory is not there
 
 
@@ -67,16 +68,20 @@ class GuestDaemons:
     def address(self, code: str, fresh: bool = False) -> tuple[int, str]:
         with self._lock:
             if fresh or code not in self._known:
-                self._known[code] = self._start(code)
+                self._known[code] = self._start(code, fresh)
             return self._known[code]
 
-    def _start(self, code: str) -> tuple[int, str]:
+    def _start(self, code: str, fresh: bool) -> tuple[int, str]:
         import shlex
 
-        # A timeout: a start that hangs is an error, not a hang of every later request.
         quoted = shlex.quote(code)
-        status, out = _exec(self.transport, f"test -f {quoted}/hostrt-runtime || exit {_NO_CODE}; "
-                                            f"cd {quoted} && exec python3 -S -m backends.lightvm.guestd", 60)
+        start = f"cd {quoted} && exec python3 -S -m backends.lightvm.guestd"
+        if not fresh:  # the daemon /init started at boot (or an earlier agent's), found by the shell
+            addr = shlex.quote(f"{GUESTD_STATE}/{code.rstrip('/').rsplit('/', 1)[-1]}.addr")
+            start = (f"if read -r port token pid < {addr} && kill -0 \"$pid\" 2>/dev/null; "
+                     f"then echo \"$port $token\"; else {start}; fi")
+        # A timeout: a start that hangs is an error, not a hang of every later request.
+        status, out = _exec(self.transport, f"test -f {quoted}/hostrt-runtime || exit {_NO_CODE}; {start}", 60)
         if status == _NO_CODE:
             raise CodeMissing(code)
         fields = out.split()

@@ -3,6 +3,8 @@
 The guest runs the same `backends/linux_native` as the host, byte for byte: the payload is
 named by the sha256 of its files, sent once per version (a tar on the SSH channel), and
 unpacked beside older versions, so a guest never runs a runtime the host did not ship.
+A machine also boots with the payload of the hostrt that started it (`boot_initrd`): its
+/init starts the guest daemon at boot, and nothing is shipped for the first run.
 """
 
 from __future__ import annotations
@@ -51,6 +53,53 @@ def _add(tar: tarfile.TarFile, name: str, data: bytes, mode: int) -> None:
     info = tarfile.TarInfo(name)
     info.size, info.mode = len(data), mode
     tar.addfile(info, io.BytesIO(data))
+
+
+def payload_cpio() -> bytes:
+    """The payload as an initramfs archive to append to a machine's initrd: the same files at
+    the place `ship_payload` unpacks them, parent directories first."""
+    import tarfile as tarfile_
+
+    from backends.lightvm.cpio import CpioWriter
+
+    version, data = payload()
+    out = io.BytesIO()
+    writer = CpioWriter(out)
+    made: set[str] = set()
+    with tarfile_.open(fileobj=io.BytesIO(data)) as tar:
+        for member in tar.getmembers():
+            path = f"{GUEST_CODE.lstrip('/')}/{version}/{member.name}"
+            parts = path.split("/")
+            for depth in range(1, len(parts)):
+                parent = "/".join(parts[:depth])
+                if parent not in made:
+                    made.add(parent)
+                    writer.add_dir(parent, 0o755)
+            extracted = tar.extractfile(member)
+            assert extracted is not None
+            writer.add_file(path, extracted.read(), member.mode)
+    writer.close()
+    return out.getvalue()
+
+
+def boot_initrd(machine_initrd: Path) -> Path:
+    """`machine_initrd` followed by this hostrt's payload: what a fresh boot of the machine
+    loads. Made once per payload version beside the machine's initrd (private like it)."""
+    import os
+
+    version = payload()[0]
+    target = machine_initrd.with_name(f"{machine_initrd.name}.code-{version}")
+    if not target.exists():
+        for old in machine_initrd.parent.glob(f"{machine_initrd.name}.code-*"):
+            old.unlink(missing_ok=True)  # a saved state that named one is discarded: it no longer fits
+        tmp = target.with_name(f".{target.name}.tmp")
+        with open(tmp, "wb") as out, open(machine_initrd, "rb") as base:
+            os.fchmod(out.fileno(), 0o600)
+            while chunk := base.read(1 << 20):
+                out.write(chunk)
+            out.write(payload_cpio())
+        os.replace(tmp, target)
+    return target
 
 
 def payload_dir() -> str:
