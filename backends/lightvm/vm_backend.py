@@ -109,7 +109,10 @@ class LightVMBackend:
             try:
                 done = session.guest(code_dir, op, *args, **io)
             except PayloadMissing:
-                ship_payload(session.run)
+                try:
+                    ship_payload(session.run)
+                except OSError as failed:
+                    raise GuestError(f"machine {record.machine}: {failed}") from None
                 continue
             except NotStarted as lost:
                 self._sessions.pop(name, None)
