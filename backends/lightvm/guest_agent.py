@@ -28,6 +28,7 @@ CODE = Path(__file__).resolve().parents[2]  # the shipped tree holding backends/
 RUNTIME = CODE / "hostrt-runtime"
 PTY_FILE = "pty"  # the /dev/pts path of a `run -t` container's terminal
 HOSTS = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+RESULT_FD: int | None = None  # where an operation writes its result: set by the guest daemon (fd 3)
 
 
 def _runtime():  # noqa: ANN202
@@ -112,11 +113,14 @@ def _mount_share(tag: str) -> None:
                    check=True, capture_output=True)
 
 
-def run(container_id: str, tty: str = "notty", rows: str = "0", cols: str = "0") -> int:
+def run(container_id: str, tty: str = "notty", rows: str = "0", cols: str = "0", after: str = "keep") -> int:
     """Run attached to this request's stdio; exit with the container's code.
 
     With "tty" the container gets a pty of the given size: its output comes back on stdout,
-    stdin goes to it (Ctrl-C arrives as a byte, as with docker -it), `resize` changes its size."""
+    stdin goes to it (Ctrl-C arrives as a byte, as with docker -it), `resize` changes its size.
+    Once it has ended, its end (what `state` would report) is written on fd 3, the daemon's
+    result pipe, and with `after` "rm" (a `run --rm`) the container is removed here, as `remove`
+    would: the host then needs no more requests for it."""
     from hostrt.engine import supervise
     from hostrt.network.proxy import ThreadedProxy
 
@@ -148,8 +152,19 @@ def run(container_id: str, tty: str = "notty", rows: str = "0", cols: str = "0")
     ports.close()
     code = supervise.exit_code_of(status)
     supervise.write_exit(directory, code, supervise.oom_killed(container_id))
-    runtime.delete(container_id, force=True)
+    ended = supervise.read_exit(directory)
+    if after == "rm":
+        remove(container_id)
+    else:
+        runtime.delete(container_id, force=True)
+    _write_result({"ended": ended, "removed": after == "rm"})
     return code
+
+
+def _write_result(result: dict) -> None:
+    """The operation's result on the guest daemon's result pipe (none when run from a shell)."""
+    if RESULT_FD is not None:
+        _write_all(RESULT_FD, json.dumps(result).encode())
 
 
 def resize(container_id: str, rows: str, cols: str) -> int:

@@ -161,7 +161,8 @@ def _build(arch: str, recipe: dict[str, Any], recipe_dir: Path, digest: str, deb
     applets = _link_applets(root)
     kernel = _kmods.read_kernel_deb(kernel_deb.path)
     modules = _kmods.select_modules(kernel, recipe["kernel"]["modules"], recipe["kernel"].get("strip_signatures", False))
-    _install_modules(root, kernel.version, modules)
+    early = _early_modules(modules, recipe["kernel"].get("early", []))
+    _install_modules(root, kernel.version, modules, early)
     _install_files(root, recipe_dir / "rootfs", recipe.get("modes", {}))
     for link, target in recipe.get("symlinks", {}).items():
         (root / link).parent.mkdir(parents=True, exist_ok=True)
@@ -195,6 +196,7 @@ def _build(arch: str, recipe: dict[str, Any], recipe_dir: Path, digest: str, deb
         "initramfs_entries": entries + 3,
         "packages": {d.name: d.version for d in debs},
         "modules": modules.load_order,
+        "early_modules": early,
         "builtin_modules": modules.builtin,
         "busybox_applets": len(applets),
         "python_bytecode": bytecode,
@@ -243,7 +245,20 @@ def _link_applets(root: Path) -> list[str]:
     return applets
 
 
-def _install_modules(root: Path, version: str, modules: _kmods.ModuleSet) -> None:
+def _early_modules(modules: _kmods.ModuleSet, names: list[str]) -> list[str]:
+    """The paths of `names` and their dependencies, in load order: what /init loads before SSH."""
+    wanted = {name.replace("-", "_") for name in names}
+    chosen: set[str] = set()
+    pending = [path for path in modules.load_order if _kmods._modname(path) in wanted]
+    while pending:
+        path = pending.pop()
+        if path not in chosen:
+            chosen.add(path)
+            pending.extend(modules.depends.get(path, []))
+    return [path for path in modules.load_order if path in chosen]
+
+
+def _install_modules(root: Path, version: str, modules: _kmods.ModuleSet, early: list[str]) -> None:
     base = root / "usr" / "lib" / "modules" / version
     for rel, data in modules.files.items():
         (base / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -253,6 +268,7 @@ def _install_modules(root: Path, version: str, modules: _kmods.ModuleSet) -> Non
     hostrt = root / "usr" / "lib" / "hostrt"
     hostrt.mkdir(parents=True, exist_ok=True)
     (hostrt / "modules.load").write_text("".join(f"{p}\n" for p in modules.load_order))
+    (hostrt / "modules.early").write_text("".join(f"{p}\n" for p in early))
 
 
 def _install_files(root: Path, source: Path, modes: dict[str, int]) -> None:

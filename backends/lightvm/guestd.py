@@ -13,10 +13,15 @@ that can reach the port still cannot ask for anything.
 
 Protocol (the host agent's frames, so that the agent relays bytes unchanged):
   request:  one JSON line {"token", "op", "args"}, then stdin bytes; half-close = stdin EOF
-  response: frames of 1 type byte + 4-byte length: b"o" stdout, b"e" stderr, b"x" exit status
+  response: frames of 1 type byte + 4-byte length: b"o" stdout, b"e" stderr, b"r" the
+            operation's result (what it wrote on fd 3: `run` reports the container's end
+            there, so that the host needs no `state` request after it), b"x" exit status
 
 `python3 -m backends.lightvm.guestd` prints "PORT TOKEN" of the daemon serving this code
-version, starting it first if none is alive.
+version, starting it first if none is alive. The guest's /init runs it at boot for the code
+the machine booted with; the host agent then reads "PORT TOKEN PID" from `VERSION.addr` with
+the shell (an interpreter start costs ~0.3 s under TCG) and runs this only when that daemon
+is gone.
 """
 
 from __future__ import annotations
@@ -37,11 +42,20 @@ STATE_DIR = Path(os.environ.get("HOSTRT_GUESTD_STATE", "/run/hostrt-guestd"))
 CODE = Path(__file__).resolve().parents[2]  # the shipped tree: one directory per code version
 _FRAME = struct.Struct("!cI")
 _HEADER_LIMIT = 1 << 20
+MODULES_LOADING = Path("/run/hostrt-modules-loading")  # see images/guest/rootfs/init
 
 
 def _state_file() -> Path:
     """One daemon per shipped code version: the version is this tree's directory name."""
     return STATE_DIR / f"{CODE.name}.json"
+
+
+def _write_private(path: Path, text: str) -> None:
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as out:
+        out.write(text)
+    os.rename(tmp, path)
 
 
 def _alive(state: dict) -> bool:
@@ -60,11 +74,13 @@ def preload() -> None:
     import importlib
 
     import backends.lightvm.guest_agent  # noqa: F401
+    import hostrt.engine.console  # noqa: F401
     import hostrt.engine.monitor_client  # noqa: F401
     import hostrt.engine.runtime_fork  # noqa: F401
     import hostrt.engine.snapshot  # noqa: F401
     import hostrt.engine.supervise  # noqa: F401
     import hostrt.images.unpack  # noqa: F401
+    import hostrt.network.proxy  # noqa: F401 - every attached `run` serves its published ports with it
 
     runtime = CODE / "backends" / "linux_native"
     for path in sorted(runtime.rglob("*.py")):
@@ -89,17 +105,21 @@ def _read_header(conn: socket.socket) -> tuple[dict, bytes]:
     return json.loads(line), rest
 
 
-def _run_operation(op: str, args: list[str], stdin_r: int, stdout_w: int, stderr_w: int) -> None:
-    """In the grandchild: stdio onto the pipes, run the operation, leave with its code."""
+def _run_operation(op: str, args: list[str], stdin_r: int, stdout_w: int, stderr_w: int, result_w: int) -> None:
+    """In the grandchild: stdio (and fd 3, the result) onto the pipes, run the operation, leave with its code."""
     code = 1
     try:
-        for target, fd in ((0, stdin_r), (1, stdout_w), (2, stderr_w)):
-            os.dup2(fd, target)
-        for fd in (stdin_r, stdout_w, stderr_w):
+        pipes = (stdin_r, stdout_w, stderr_w, result_w)
+        high = [fcntl.fcntl(fd, fcntl.F_DUPFD, 10) for fd in pipes]  # above 3: no target is overwritten first
+        for fd in pipes:
             os.close(fd)
-        from backends.lightvm.guest_agent import main
+        for target, fd in enumerate(high):
+            os.dup2(fd, target)
+            os.close(fd)
+        from backends.lightvm import guest_agent
 
-        code = main([op, *args])
+        guest_agent.RESULT_FD = 3
+        code = guest_agent.main([op, *args])
     finally:
         try:
             sys.stdout.flush()
@@ -116,15 +136,17 @@ def _serve(conn: socket.socket, token: str) -> None:
     stdin_r, stdin_w = os.pipe()
     stdout_r, stdout_w = os.pipe()
     stderr_r, stderr_w = os.pipe()
+    result_r, result_w = os.pipe()
     pid = os.fork()
     if pid == 0:  # pragma: no cover - leaves through os._exit
         conn.close()
-        for fd in (stdin_w, stdout_r, stderr_r):
+        for fd in (stdin_w, stdout_r, stderr_r, result_r):
             os.close(fd)
-        _run_operation(str(request["op"]), [str(a) for a in request.get("args", [])], stdin_r, stdout_w, stderr_w)
-    for fd in (stdin_r, stdout_w, stderr_w):
+        _run_operation(str(request["op"]), [str(a) for a in request.get("args", [])], stdin_r, stdout_w, stderr_w,
+                       result_w)
+    for fd in (stdin_r, stdout_w, stderr_w, result_w):
         os.close(fd)
-    _relay(conn, pid, pending, stdin_w, {stdout_r: b"o", stderr_r: b"e"})
+    _relay(conn, pid, pending, stdin_w, {stdout_r: b"o", stderr_r: b"e", result_r: b"r"})
 
 
 def _relay(conn: socket.socket, pid: int, pending: bytes, stdin_w: int | None, outputs: dict[int, bytes]) -> None:
@@ -213,13 +235,20 @@ def main() -> int:
             state = {}
         if not _alive(state):
             state = _start()
-            tmp = state_file.with_suffix(".tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "w") as out:
-                json.dump(state, out)
-            os.rename(tmp, state_file)
+            _write_private(state_file, json.dumps(state))
+            _write_private(state_file.with_suffix(".addr"), f"{state['port']} {state['token']} {state['pid']}\n")
     print(state["port"], state["token"], flush=True)
     return 0
+
+
+def _wait_for_modules(limit: float = 60.0) -> None:
+    """The guest's /init loads the modules that containers need (overlay, 9p, veth, bridge) after
+    SSH is up, in the background, and removes this marker when done: operations wait for them."""
+    import time
+
+    deadline = time.monotonic() + limit
+    while MODULES_LOADING.exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
 
 
 def _close_fds_except(keep: set[int]) -> None:
@@ -252,6 +281,7 @@ def _start() -> dict:
         _close_fds_except({0, 1, 2, listener.fileno(), write_end})  # above all the lock's: it must not stay held
         os.chdir(CODE)  # what the operations spawn with `python3 -m` (the monitor) imports from here
         preload()
+        _wait_for_modules()  # imported meanwhile: the daemon reports ready once operations can run
         os.write(write_end, str(os.getpid()).encode())
         os.close(write_end)
         try:

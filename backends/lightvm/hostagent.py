@@ -9,7 +9,11 @@ channel on its connection and relays it as frames:
                    b"o" stdout, b"e" stderr, b"x" exit status (4-byte signed int)
 A request {"guest": {"code": DIR, "op": OP, "args": [...]}} instead runs a guest operation in
 the resident guest daemon (`guestd.py`) of that shipped code: the agent starts the daemon once,
-then relays each request over a `direct-tcpip` channel to it, unchanged (same frames).
+then relays each request over a `direct-tcpip` channel to it, unchanged (same frames, plus
+b"r", the operation's result). Before relaying, the agent sends b"s" (started: the request
+reached the daemon), or b"c" when DIR holds no shipped code; a client whose connection ends
+before b"s" knows that nothing ran, so it may boot the machine or ship the code and ask again
+(this is what checks a warm machine: no request of its own).
 The agent exits when its connection to the guest dies; clients then fall back to SSH.
 It also keeps the machine's idle clock: with no request and no running container for the
 machine's `idle_timeout_s`, it stops the machine (`hostrt machine stop`), as a user would.
@@ -30,13 +34,27 @@ from pathlib import Path
 SOCKET_NAME = "agent.sock"
 PID_NAME = "agent.pid"
 PROTOCOL_NAME = "agent.protocol"
-PROTOCOL = "2"  # 2: guest operations relayed to the guest daemon
+PROTOCOL = "3"  # 2: guest operations relayed to the guest daemon; 3: b"s"/b"c" before the relay
 _FRAME = struct.Struct("!cI")
+GUESTD_STATE = "/run/hostrt-guestd"  # guestd.STATE_DIR in the guest
+_NO_CODE = 97  # exit status of the daemon start command when the code directory is not there
 
 
 def _send_frame(conn: socket.socket, kind: bytes, payload: bytes, lock: threading.Lock) -> None:
     with lock:
         conn.sendall(_FRAME.pack(kind, len(payload)) + payload)
+
+
+class CodeMissing(ConnectionError):
+    """The guest has no shipped code in the directory a request names."""
+
+
+class NotStarted(ConnectionError):
+    """The request never reached the guest (no agent, no connection to the guest): nothing ran."""
+
+
+class PayloadMissing(NotStarted):
+    """The guest lacks the shipped code the request names: ship it, then ask again."""
 
 
 class GuestDaemons:
@@ -50,14 +68,22 @@ class GuestDaemons:
     def address(self, code: str, fresh: bool = False) -> tuple[int, str]:
         with self._lock:
             if fresh or code not in self._known:
-                self._known[code] = self._start(code)
+                self._known[code] = self._start(code, fresh)
             return self._known[code]
 
-    def _start(self, code: str) -> tuple[int, str]:
+    def _start(self, code: str, fresh: bool) -> tuple[int, str]:
         import shlex
 
+        quoted = shlex.quote(code)
+        start = f"cd {quoted} && exec python3 -S -m backends.lightvm.guestd"
+        if not fresh:  # the daemon /init started at boot (or an earlier agent's), found by the shell
+            addr = shlex.quote(f"{GUESTD_STATE}/{code.rstrip('/').rsplit('/', 1)[-1]}.addr")
+            start = (f"if read -r port token pid < {addr} && kill -0 \"$pid\" 2>/dev/null; "
+                     f"then echo \"$port $token\"; else {start}; fi")
         # A timeout: a start that hangs is an error, not a hang of every later request.
-        status, out = _exec(self.transport, f"cd {shlex.quote(code)} && exec python3 -S -m backends.lightvm.guestd", 60)
+        status, out = _exec(self.transport, f"test -f {quoted}/hostrt-runtime || exit {_NO_CODE}; {start}", 60)
+        if status == _NO_CODE:
+            raise CodeMissing(code)
         fields = out.split()
         if status != 0 or len(fields) != 2:
             raise ConnectionError(f"the guest daemon did not start (exit {status})")
@@ -82,7 +108,12 @@ def _open_guest(daemons: GuestDaemons, request: dict):  # noqa: ANN202 - a param
 
 def _relay_guest(conn: socket.socket, reader, daemons: GuestDaemons, request: dict) -> None:  # noqa: ANN001
     """Bytes both ways between the client and the guest daemon: they speak the same frames."""
-    channel = _open_guest(daemons, request)
+    try:
+        channel = _open_guest(daemons, request)
+    except CodeMissing:
+        conn.sendall(_FRAME.pack(b"c", 0))
+        return
+    conn.sendall(_FRAME.pack(b"s", 0))
 
     def pump_stdin() -> None:
         try:
@@ -275,30 +306,60 @@ class AgentSession:
         return self._request({"command": command}, stdin, stdout, stderr, stdin_fd)
 
     def guest(self, code: str, op: str, *args: str, stdin: bytes | None = None, stdout: int | None = None,
-              stderr: int | None = None, stdin_fd: int | None = None) -> tuple[int, bytes, bytes]:
-        """Run guest operation `op` in the resident guest daemon of the code shipped to `code`."""
-        return self._request({"guest": {"code": code, "op": op, "args": list(args)}}, stdin, stdout, stderr, stdin_fd)
+              stderr: int | None = None, stdin_fd: int | None = None,
+              result: bytearray | None = None) -> tuple[int, bytes, bytes]:
+        """Run guest operation `op` in the resident guest daemon of the code shipped to `code`;
+        what it reports as its result is added to `result`. Raises NotStarted when the request
+        did not reach the guest (PayloadMissing: `code` is not there), so nothing ran."""
+        return self._request({"guest": {"code": code, "op": op, "args": list(args)}}, stdin, stdout, stderr, stdin_fd,
+                             result)
 
     def _request(self, request: dict, stdin: bytes | None, stdout: int | None, stderr: int | None,
-                 stdin_fd: int | None) -> tuple[int, bytes, bytes]:
+                 stdin_fd: int | None, result: bytearray | None = None) -> tuple[int, bytes, bytes]:
         out, err = bytearray(), bytearray()
+        started = "guest" not in request  # a command has no start frame
         with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-            conn.connect(str(self.path))
-            conn.sendall(json.dumps(request).encode() + b"\n")
+            try:
+                conn.connect(str(self.path))
+                conn.sendall(json.dumps(request).encode() + b"\n")
+            except OSError as err_:
+                raise NotStarted(f"the host agent is not running: {err_}") from None
             if stdin_fd is not None:
-                threading.Thread(target=_pump, args=(stdin_fd, conn), daemon=True).start()
+                if started:
+                    threading.Thread(target=_pump, args=(stdin_fd, conn), daemon=True).start()
             else:
-                conn.sendall(stdin or b"")
-                conn.shutdown(socket.SHUT_WR)
+                try:
+                    conn.sendall(stdin or b"")
+                    conn.shutdown(socket.SHUT_WR)
+                except OSError:
+                    if started:
+                        raise
+                    # the agent gave up before reading it all: its frame below says why
             reader = conn.makefile("rb")
             while True:
-                header = reader.read(_FRAME.size)
+                try:
+                    header = reader.read(_FRAME.size)
+                except OSError:
+                    header = b""
                 if len(header) < _FRAME.size:
+                    if not started:
+                        raise NotStarted("the host agent could not reach the guest")
                     raise ConnectionResetError("the host agent closed the connection")
                 kind, length = _FRAME.unpack(header)
                 payload = reader.read(length)
                 if kind == b"x":
                     return struct.unpack("!i", payload)[0], bytes(out), bytes(err)
+                if kind == b"s":
+                    started = True
+                    if stdin_fd is not None:  # only now: a request that did not start consumed none of it
+                        threading.Thread(target=_pump, args=(stdin_fd, conn), daemon=True).start()
+                    continue
+                if kind == b"c":
+                    raise PayloadMissing(f"no shipped code at {request['guest']['code']}")
+                if kind == b"r":
+                    if result is not None:
+                        result.extend(payload)
+                    continue
                 target, buffer = (stdout, out) if kind == b"o" else (stderr, err)
                 if target is not None:
                     os.write(target, payload)

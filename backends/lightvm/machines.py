@@ -149,8 +149,11 @@ def start_machine(root: Path, name: str, virt_type: VirtType) -> tuple[MachineDi
         raise BackendUnavailableError(f"{facts['emulator']} not found on PATH: install QEMU for {settings.arch}")
     port = _free_loopback_port()
     machine.console_log.unlink(missing_ok=True)
-    boot = BootFiles(kernel=Path(machine.boot().kernel), initrd=machine.initrd, console_log=machine.console_log,
-                     emulator=Path(emulator))
+    from backends.lightvm.payload import boot_initrd
+
+    # The guest boots with this hostrt's code, and its /init starts the guest daemon: a first run ships nothing.
+    boot = BootFiles(kernel=Path(machine.boot().kernel), initrd=boot_initrd(machine.initrd),
+                     console_log=machine.console_log, emulator=Path(emulator))
     started = time.monotonic()
     import libvirt
 
@@ -163,7 +166,7 @@ def start_machine(root: Path, name: str, virt_type: VirtType) -> tuple[MachineDi
     timeout = READY_TIMEOUT[virt_type] * (ARM64_TCG_FACTOR if settings.arch == "arm64" and virt_type == "qemu" else 1)
     target = SshTarget(port=port, client_key=machine.client_key, host_key_line=machine.host_key_pub.read_text().strip())
     try:
-        client = wait_ready(target, started + timeout, lambda: _alive(domain))
+        client = wait_ready(target, started + timeout, lambda: _alive(domain), console=machine.console_log)
     except Exception as err:
         if _alive(domain):
             domain.destroy()

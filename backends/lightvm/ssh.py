@@ -74,8 +74,28 @@ def run(client: paramiko.SSHClient, command: str, stdin: bytes | None = None, ti
     return chan_out.channel.recv_exit_status(), out, err
 
 
-def wait_ready(target: SshTarget, deadline: float, alive: Callable[[], bool]) -> paramiko.SSHClient:
-    """Poll until the guest accepts a session; stop early if the domain died (`alive` false)."""
+READY_LINE = b"hostrt-guest: ready"  # what the guest's /init prints on the console once dropbear listens
+
+
+def _wait_console(console: Path, deadline: float, alive: Callable[[], bool]) -> None:
+    """Until a fresh boot's console shows the ready line. QEMU's user network accepts a TCP
+    connection before the guest listens, so polling SSH costs a failed handshake and a pause per
+    try; the console says when to connect. Returns early (SSH polling decides) if it is unreadable."""
+    while time.monotonic() < deadline and alive():
+        try:
+            if READY_LINE in console.read_bytes():
+                return
+        except OSError:
+            return
+        time.sleep(0.05)
+
+
+def wait_ready(target: SshTarget, deadline: float, alive: Callable[[], bool],
+               console: Path | None = None) -> paramiko.SSHClient:
+    """Poll until the guest accepts a session; stop early if the domain died (`alive` false).
+    `console`: the serial log of a fresh boot, watched for the guest's ready line first."""
+    if console is not None:
+        _wait_console(console, deadline, alive)
     last_error: Exception | None = None
     while time.monotonic() < deadline:
         if not alive():

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from backends.lightvm.hostagent import AgentSession, start_agent, stop_agent
+from backends.lightvm.hostagent import AgentSession, NotStarted, PayloadMissing, start_agent, stop_agent
 from hostrt.engine.records import ContainerRecord
 from hostrt.errors import HostrtError, UsageError, start_failure
 from hostrt.paths import Paths
@@ -59,15 +59,19 @@ class LightVMBackend:
     def __init__(self, paths: Paths, on_started: Callable[[ContainerRecord, int], None]) -> None:
         self.paths = paths
         self.on_started = on_started
-        self._sessions: dict[str, tuple[Any, str]] = {}  # machine -> (SSH client, guest code dir)
+        self._sessions: dict[str, tuple[Any, str]] = {}  # machine -> (host agent, guest code dir)
+        self._reached: set[str] = set()  # machines whose agent relayed a request of this process
+        self._ended: dict[str, dict] = {}  # container id -> its end, as an attached run reported it
+        self._removed: set[str] = set()  # containers an attached `run --rm` removed in the guest
 
     # -- machines -----------------------------------------------------------------------
     def _session(self, name: str, arch: str, boot: bool) -> tuple[AgentSession, str]:
-        """The machine's host agent (booting the machine first if `boot`) and the guest code dir."""
+        """The machine's host agent and the guest code dir, without a round trip: the first request
+        through it tells whether the machine runs and has the code (see `_guest`)."""
         if name in self._sessions:
             return self._sessions[name]
         from backends.lightvm.machine_dir import MachineDir
-        from backends.lightvm.payload import ensure_payload
+        from backends.lightvm.payload import payload_dir
 
         root = self.paths.machines
         if not (root / name / "machine.json").exists():
@@ -79,15 +83,50 @@ class LightVMBackend:
         if agent.available() and not agent.current():
             stop_agent(machine.path)
             start_agent(machine.path)
-        try:
-            code_dir = ensure_payload(agent.run)
-        except OSError:
-            if not boot and machine.run_record() is None:
-                raise GuestError(f"machine {name} is not running") from None
-            self._boot(name, arch, machine)
-            code_dir = ensure_payload(agent.run)
-        self._sessions[name] = (agent, code_dir)
+        self._sessions[name] = (agent, payload_dir())
         return self._sessions[name]
+
+    def _reach(self, name: str, arch: str, boot: bool) -> None:
+        """A request did not reach the guest: boot the machine (if `boot`) or restart its agent."""
+        from backends.lightvm.machine_dir import MachineDir
+
+        machine = MachineDir(self.paths.machines / name)
+        if not boot and machine.run_record() is None:
+            raise GuestError(f"machine {name} is not running")
+        self._boot(name, arch, machine)
+
+    def _guest(self, record: ContainerRecord, op: str, *args: str, boot: bool = False, **io: Any) -> tuple[int, bytes, bytes]:
+        """Guest operation `op` through the machine's agent. A request that did not reach the guest
+        (nothing ran) is retried once the cause is fixed: the machine booted or its agent
+        restarted (only for the first request of this process), the code shipped."""
+        from backends.lightvm.payload import ship_payload
+        from hostrt.platform import ImagePlatform
+
+        name = record.machine or ""
+        arch = ImagePlatform.parse(record.platform).architecture
+        for _attempt in range(3):
+            session, code_dir = self._agent(record, boot)
+            try:
+                done = session.guest(code_dir, op, *args, **io)
+            except PayloadMissing:
+                try:
+                    ship_payload(session.run)
+                except OSError as failed:
+                    raise GuestError(f"machine {record.machine}: {failed}") from None
+                continue
+            except NotStarted as lost:
+                self._sessions.pop(name, None)
+                if name in self._reached:
+                    raise GuestError(f"lost the connection to machine {record.machine}: {lost}") from None
+                self._reach(name, arch, boot)
+                self._reached.add(name)  # booted or reconnected: a second failure is an error
+                continue
+            except OSError as lost:
+                self._sessions.pop(name, None)
+                raise GuestError(f"lost the connection to machine {record.machine}: {lost}") from None
+            self._reached.add(name)
+            return done
+        raise GuestError(f"machine {record.machine} cannot be reached")
 
     def _create_machine(self, name: str, arch: str) -> None:
         from backends.lightvm.guest_source import guest_for
@@ -127,12 +166,7 @@ class LightVMBackend:
         return self._session(record.machine, ImagePlatform.parse(record.platform).architecture, boot)
 
     def _call(self, record: ContainerRecord, op: str, *args: str, stdin: bytes | None = None, boot: bool = False) -> bytes:
-        session, code_dir = self._agent(record, boot)
-        try:
-            code, out, err = session.guest(code_dir, op, *args, stdin=stdin)
-        except OSError as lost:
-            self._sessions.pop(record.machine or "", None)
-            raise GuestError(f"lost the connection to machine {record.machine}: {lost}") from None
+        code, out, err = self._guest(record, op, *args, stdin=stdin, boot=boot)
         if code != 0:
             raise _guest_failure(err)
         return out
@@ -145,7 +179,7 @@ class LightVMBackend:
         from hostrt.spec import ContainerFiles, build_spec
 
         hexes = [layer.digest.split(":", 1)[1] for layer in image.layers]
-        self._agent(record, boot=True)  # the machine exists and runs: its settings name the shares
+        self._agent(record, boot=True)  # the machine exists: its settings name the shares
         guest_dir = Path(GUEST_CONTAINERS) / record.id
         files = ContainerFiles(guest_dir / "hostname", guest_dir / "hosts", guest_dir / "resolv.conf")
         # Users resolve against the image's own files: the top layer that carries etc/passwd.
@@ -156,7 +190,8 @@ class LightVMBackend:
         publish = self._plan_ports(record)
         request = json.dumps({"spec": spec, "layers": hexes, "shares": shares, "publish": publish}).encode()
         # One round trip when the guest has the layers; else it names the missing ones, which go first.
-        missing = json.loads(self._call(record, "prepare", record.id, stdin=request)).get("missing")
+        # (The first request boots the machine if it does not run.)
+        missing = json.loads(self._call(record, "prepare", record.id, stdin=request, boot=True)).get("missing")
         if missing:
             store = LocalImages.open(self.paths).store
             for layer in image.layers:
@@ -174,6 +209,13 @@ class LightVMBackend:
 
         domain = domain_prefix(self.paths.machines) + (record.machine or "")
         return ports.plan(self.paths.containers / record.id, domain, record.options.publish)
+
+    def _reached_before_forwards(self, record: ContainerRecord) -> None:
+        """Forwards are made in the machine's QEMU: with ports to publish, make sure first that the
+        machine runs (as any first request does), unless a request of this process got through."""
+        self._agent(record)
+        if record.options.publish and record.machine not in self._reached:
+            self._call(record, "state", record.id)
 
     def _forwards(self, record: ContainerRecord, up: bool) -> None:
         """QEMU's host forwards of the container's published ports, made or removed (see ports.py)."""
@@ -204,7 +246,7 @@ class LightVMBackend:
         With -t the container has a pty in the guest and our terminal is raw, as with native -t."""
         from hostrt.engine.console import raw_terminal
 
-        session, code_dir = self._agent(record)
+        self._reached_before_forwards(record)
         self._forwards(record, up=True)
         attached = self.paths.containers / record.id / ATTACHED_FILE
         attached.write_text(str(os.getpid()))
@@ -213,26 +255,37 @@ class LightVMBackend:
         def forward(signum: int, _frame: object) -> None:
             threading.Thread(target=self._quietly, args=(self.signal, record, signals.Signals(signum).name)).start()
 
-        tty_args = ["notty"]
-        if record.options.tty:
-            rows, cols = _terminal_size()
-            tty_args = ["tty", str(rows), str(cols)]
+        rows, cols = _terminal_size() if record.options.tty else (0, 0)
+        # With --rm the guest removes the container once it ends; either way it reports the end.
+        run_args = ["tty" if record.options.tty else "notty", str(rows), str(cols),
+                    "rm" if record.auto_remove else "keep"]
+        result = bytearray()
         previous = {sig: signals.signal(sig, forward) for sig in (signals.SIGINT, signals.SIGTERM)}
         if record.options.tty and sys.stdin.isatty():
             previous[signals.SIGWINCH] = signals.signal(signals.SIGWINCH, lambda *_: self._resize_quietly(record))
         try:
             with raw_terminal(record.options.tty and interactive):
-                code, _, _ = session.guest(code_dir, "run", record.id, *tty_args, stdout=sys.stdout.fileno(),
-                                             stderr=sys.stderr.fileno(),
-                                             stdin_fd=sys.stdin.fileno() if interactive else None)
-        except OSError as lost:
-            raise GuestError(f"lost the connection to machine {record.machine}: {lost}") from None
+                code, _, _ = self._guest(record, "run", record.id, *run_args, stdout=sys.stdout.fileno(),
+                                         stderr=sys.stderr.fileno(),
+                                         stdin_fd=sys.stdin.fileno() if interactive else None, result=result)
+            self._note_result(record, result)
         finally:
             for sig, handler in previous.items():
                 signals.signal(sig, handler)
             self._forwards(record, up=False)
             attached.unlink(missing_ok=True)
         return code  # a failed start was already reported on stderr by the guest, as 125/126/127
+
+    def _note_result(self, record: ContainerRecord, result: bytes) -> None:
+        """What the guest's `run` reported: the container's end, and whether it removed it."""
+        try:
+            reply = json.loads(result) if result else {}
+        except ValueError:
+            return
+        if reply.get("ended"):
+            self._ended[record.id] = reply["ended"]
+        if reply.get("removed"):
+            self._removed.add(record.id)
 
     def _resize_quietly(self, record: ContainerRecord) -> None:
         rows, cols = _terminal_size()
@@ -247,7 +300,7 @@ class LightVMBackend:
             pass
 
     def start_detached(self, record: ContainerRecord) -> int:
-        self._agent(record)  # a machine that is not running fails here, before any forward
+        self._reached_before_forwards(record)  # a machine that is not running fails here, before any forward
         self._forwards(record, up=True)
         try:
             reply = json.loads(self._call(record, "start", record.id, "tty" if record.options.tty else "notty"))
@@ -260,6 +313,9 @@ class LightVMBackend:
         self._call(record, "kill", record.id, signal)
 
     def ended(self, record: ContainerRecord) -> dict | None:
+        if record.id in self._ended:  # an attached run of this process saw it end
+            self._forwards(record, up=False)
+            return self._ended[record.id]
         try:
             state = json.loads(self._call(record, "state", record.id))
         except GuestError:
@@ -288,9 +344,8 @@ class LightVMBackend:
         flags = [f"--env={item}" for item in env] + (["--detach"] if detach else [])
         flags += [f"--cwd={workdir}"] if workdir else []
         flags += [f"--user={user if ':' in user else user + ':0'}"] if user else []
-        session, code_dir = self._agent(record)
-        code, _, _ = session.guest(code_dir, "exec", record.id, *flags, "--", *command, stdout=sys.stdout.fileno(),
-                                   stderr=sys.stderr.fileno(), stdin_fd=sys.stdin.fileno() if interactive else None)
+        code, _, _ = self._guest(record, "exec", record.id, *flags, "--", *command, stdout=sys.stdout.fileno(),
+                                 stderr=sys.stderr.fileno(), stdin_fd=sys.stdin.fileno() if interactive else None)
         return code
 
     def logs(self, record: ContainerRecord) -> list[dict]:
@@ -300,6 +355,8 @@ class LightVMBackend:
 
     def delete(self, record: ContainerRecord) -> None:
         self._forwards(record, up=False)
+        if record.id in self._removed:
+            return  # its attached `run --rm` removed it in the guest already
         try:
             self._call(record, "remove", record.id)
         except GuestError:

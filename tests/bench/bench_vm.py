@@ -8,6 +8,8 @@ warm: a paramiko exec of `true` on an open connection, vs `run --backend lightvm
 size: guest image (raw, gzip), guest RAM in use at idle, QEMU's RSS on the host.
 
 Usage (root, libvirtd running): .venv/bin/python tests/bench/bench_vm.py [ROUNDS]
+With HOSTRT_TEST_GUEST_CACHE=DIR the guest images built there are used (as by the tests), not
+built again in the benchmark's temporary root.
 """
 
 from __future__ import annotations
@@ -57,6 +59,9 @@ def main() -> int:
     rounds = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     work = Path(tempfile.mkdtemp(prefix="hostrt-bench-vm-"))
     env = {**os.environ, "HOSTRT_ROOT": str(work / "root")}
+    if os.environ.get("HOSTRT_TEST_GUEST_CACHE"):
+        (work / "root" / "cache").mkdir(parents=True)
+        (work / "root" / "cache" / "guest").symlink_to(os.environ["HOSTRT_TEST_GUEST_CACHE"])
     try:
         hostrt("image", "build", str(REPO / "images" / "busybox"), env=env)
         hostrt("run", "--backend", "lightvm", "--rm", "busybox", "true", env=env)  # builds, boots, ships once

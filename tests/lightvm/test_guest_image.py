@@ -214,11 +214,16 @@ def test_modules_load_after_their_dependencies(guest_image) -> None:  # type: ig
     image = guest_image("amd64")
     entries = {n: b for n, _m, b in read_entries(image.initramfs.read_bytes())}
     order = entries["usr/lib/hostrt/modules.load"].decode().split()
+    early = entries["usr/lib/hostrt/modules.early"].decode().split()
+    assert any(p.endswith("/virtio_net.ko") for p in early) and any(p.endswith("/virtio-rng.ko") for p in early)
+    assert not any(p.endswith("/overlay.ko") for p in early), "containers' modules load after SSH is up"
+    assert early == [p for p in order if p in early], "the early ones in the same order"
     deps_file = next(n for n in entries if n.endswith("/modules.dep"))
     for line in entries[deps_file].decode().splitlines():
         module, _, deps = line.partition(":")
         for dep in deps.split():
             assert order.index(dep) < order.index(module), f"{dep} must load before {module}"
+            assert module not in early or dep in early, f"{module} loads early: so must {dep}"
 
 
 @pytest.mark.slow
@@ -239,6 +244,9 @@ def _boot_and_check(boot_guest, image, machine: str) -> None:  # type: ignore[no
     assert rc == 0 and " /sys/fs/cgroup cgroup2 " in mounts
     rc, controllers, _ = guest.run("cat /sys/fs/cgroup/cgroup.subtree_control")
     assert {"memory", "pids", "cpu"} <= set(controllers.split())
+    # The modules containers need load in the background once SSH is up; the marker says when done.
+    assert guest.run("i=0; while [ -e /run/hostrt-modules-loading ] && [ $i -lt 600 ]; do sleep 0.1; i=$((i+1)); done; "
+                     "[ ! -e /run/hostrt-modules-loading ]")[0] == 0
     assert "overlay" in guest.run("cat /proc/filesystems")[1]
     # The runtime needs pivot_root: the guest's root must not be the initramfs' rootfs mount.
     pivot = (
