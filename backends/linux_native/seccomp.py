@@ -65,10 +65,11 @@ def _lib() -> ctypes.CDLL:
 
 
 def preload() -> None:
-    """Load libseccomp and let it probe the kernel's seccomp API now, in a long-lived process:
-    its forks (hostrt-runtime in-process) then build filters without loading it each time."""
+    """Load libseccomp now, in a long-lived process: its forks (hostrt-runtime in-process) then
+    build filters without loading it each time. Its probe of the kernel's seccomp API (a thread
+    that enters strict mode) stays in the forks, as in a runtime process of its own."""
     try:
-        _lib().seccomp_api_get()
+        _lib()
     except RuntimeFailure:
         pass  # reported when a container asks for seccomp
 
