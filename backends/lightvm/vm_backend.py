@@ -117,16 +117,24 @@ class LightVMBackend:
             except NotStarted as lost:
                 self._sessions.pop(name, None)
                 if name in self._reached:
-                    raise GuestError(f"lost the connection to machine {record.machine}: {lost}") from None
+                    raise self._lost(name, lost) from None
                 self._reach(name, arch, boot)
                 self._reached.add(name)  # booted or reconnected: a second failure is an error
                 continue
             except OSError as lost:
                 self._sessions.pop(name, None)
-                raise GuestError(f"lost the connection to machine {record.machine}: {lost}") from None
+                raise self._lost(name, lost) from None
             self._reached.add(name)
             return done
         raise GuestError(f"machine {record.machine} cannot be reached")
+
+    def _lost(self, name: str, lost: Exception) -> GuestError:
+        """A request broke off: the guest's last console lines tell a crash or a hang from a
+        network failure."""
+        from backends.lightvm.machine_dir import MachineDir
+
+        tail = MachineDir(self.paths.machines / name).console_tail()
+        return GuestError(f"lost the connection to machine {name}: {lost}\n--- console ---\n{tail}")
 
     def _create_machine(self, name: str, arch: str) -> None:
         from backends.lightvm.guest_source import guest_for

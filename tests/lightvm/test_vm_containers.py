@@ -8,6 +8,7 @@ import json
 import os
 import socket
 import subprocess
+import sys
 import time
 import urllib.request
 from collections.abc import Iterator
@@ -200,6 +201,22 @@ def test_attached_run_publishes_a_chosen_port_while_it_runs(vm_hostrt: Hostrt) -
             run.kill()
             vm_hostrt("rm", "-f", "vmfg", timeout=300)
     assert _listeners(port) == [], "the forward ends with the foreground run"
+
+
+def test_a_guest_killed_during_a_run_is_a_clear_error_with_its_console(vm_hostrt: Hostrt) -> None:
+    vm_hostrt.ok("run", "--backend", "lightvm", "--rm", "busybox", "true", timeout=900)  # the machine is up
+    uuid = json.loads(vm_hostrt.ok("machine", "inspect", "default"))["running"]["domain_uuid"]
+    running = subprocess.Popen([sys.executable, "-m", "hostrt", "run", "--backend", "lightvm", "--rm", "busybox", "sh",
+                                "-c", "echo started; sleep 120"], env=vm_hostrt.env, stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
+    assert running.stdout is not None and running.stdout.readline() == "started\n"
+    subprocess.run(["virsh", "-c", "qemu:///system", "destroy", uuid], check=True, capture_output=True)
+    _out, err = running.communicate(timeout=120)
+    assert running.returncode == 125, err
+    assert err.startswith("hostrt: error: lost the connection to machine default") and "Traceback" not in err
+    console = err.split("\n--- console ---\n", 1)
+    assert len(console) == 2 and console[1].strip(), f"no console tail in: {err}"
+    assert vm_hostrt("run", "--backend", "lightvm", "--rm", "busybox", "echo", "back", timeout=900).stdout == "back\n"
 
 
 def test_an_exited_vm_container_and_a_killed_hostrt_leave_no_forward(vm_hostrt: Hostrt) -> None:
