@@ -3,8 +3,8 @@ engine and the runtime imported, and runs each `hostrt` command in a fork of its
 
 A command's own work (mount a snapshot, create a container) takes tens of milliseconds;
 starting CPython and importing typer, pydantic and the engine took hundreds. The client
-(hostrt.server_client) sends its arguments, working directory, umask and environment with
-its stdin/stdout/stderr file descriptors; the worker takes them over and runs the same
+(hostrt.server_client) sends its arguments, working directory, umask, resource limits, ignored
+signals and environment with its stdin/stdout/stderr file descriptors; the worker takes them over and runs the same
 `hostrt.__main__.main` the client would have run. The server reports how the worker ended;
 the worker receives the client's signals through SIGIO on the connection, and a client that
 disappears (SIGKILL) takes its worker with it, as it would have taken its own process.
@@ -52,6 +52,7 @@ class Request:
     cwd: str
     umask: int
     ignored_signals: list[int]
+    rlimits: list[tuple[int, int, int]]  # (resource, soft, hard)
     args: list[str]
     environ: dict[str, str]
 
@@ -61,14 +62,15 @@ def parse_request(body: bytes) -> Request:
     if fields[0] != PROTOCOL or fields[1] != server_key().encode():
         raise ValueError("another installation's client")
     ignored = [int(signum) for signum in fields[4].split(b",") if signum]
-    argc = int(fields[5])
-    args = [os.fsdecode(arg) for arg in fields[6:6 + argc]]
+    rlimits = [tuple(int(part) for part in item.split(b":")) for item in fields[5].split(b",") if item]
+    argc = int(fields[6])
+    args = [os.fsdecode(arg) for arg in fields[7:7 + argc]]
     environ = {}
-    for item in fields[6 + argc:]:
+    for item in fields[7 + argc:]:
         key, _, value = item.partition(b"=")
         environ[os.fsdecode(key)] = os.fsdecode(value)
-    return Request(cwd=os.fsdecode(fields[2]), umask=int(fields[3]), ignored_signals=ignored, args=args,
-                   environ=environ)
+    return Request(cwd=os.fsdecode(fields[2]), umask=int(fields[3]), ignored_signals=ignored,
+                   rlimits=rlimits, args=args, environ=environ)  # type: ignore[arg-type]
 
 
 def code_fingerprint(top: str | os.PathLike[str] | None = None) -> int:
@@ -106,7 +108,7 @@ def _peer_uid(conn: socket.socket) -> int:
 
 # -- the worker: becomes the client's command ----------------------------------------------
 def _adopt(request: Request, fds: list[int]) -> None:
-    """Take over the client's stdio, directory, umask, environment and arguments."""
+    """Take over the client's stdio, directory, umask, resource limits, environment and arguments."""
     for target, fd in enumerate(fds):
         os.dup2(fd, target)
     for fd in fds:
@@ -117,6 +119,13 @@ def _adopt(request: Request, fds: list[int]) -> None:
     except OSError:
         os.chdir("/")
     os.umask(request.umask)
+    import resource
+
+    for number, soft, hard in request.rlimits:
+        try:
+            resource.setrlimit(number, (soft, hard))
+        except (ValueError, OSError):
+            pass  # a limit above what this process may raise to stays as it is
     os.environ.clear()
     os.environ.update(request.environ)
     sys.argv = ["hostrt", *request.args]

@@ -2,8 +2,8 @@
 
 Importing typer, pydantic and the engine costs more than running a container; a server
 that has them loaded forks a worker per command instead. This side stays as small as the
-interpreter allows: built-in modules only (`socket` and `signal` import enum, `json` imports
-re). It passes its stdin, stdout and stderr to the worker as file descriptors, so output,
+interpreter allows: modules written in C only (`socket` and `signal` import enum, `json`
+imports re). It passes its stdin, stdout and stderr to the worker as file descriptors, so output,
 terminals and pipes behave as if the worker were this process; it forwards the signals a
 user sends (Ctrl-C, SIGTERM, window size changes) and ends the way the worker ended: with
 its exit code, or killed by the same signal. The protocol is private to one installation.
@@ -17,7 +17,7 @@ import sys
 import _signal
 import _socket
 
-PROTOCOL = b"hostrt-server-1"
+PROTOCOL = b"hostrt-server-2"
 DISABLE_VARIABLE = "HOSTRT_SERVER"  # "0": every command runs in its own process, no server
 FORWARDED_SIGNALS = (_signal.SIGINT, _signal.SIGTERM, _signal.SIGHUP, _signal.SIGQUIT, _signal.SIGUSR1,
                      _signal.SIGUSR2, _signal.SIGWINCH)
@@ -67,6 +67,21 @@ def ignored_signals() -> list[int]:
             if signum != _signal.SIGPIPE and _signal.getsignal(signum) == _signal.SIG_IGN]
 
 
+def resource_limits() -> bytes:
+    """Every rlimit as `resource:soft:hard,...`: a container inherits what its spec does not set
+    (core size, stack, ...) from hostrt, so the worker takes this process's limits."""
+    import resource
+
+    limits = []
+    for number in range(getattr(resource, "RLIM_NLIMITS", 16)):
+        try:
+            soft, hard = resource.getrlimit(number)
+        except (ValueError, OSError):
+            continue
+        limits.append(b"%d:%d:%d" % (number, soft, hard))
+    return b",".join(limits)
+
+
 def _request(args: list[str]) -> bytes:
     umask = os.umask(0o022)
     os.umask(umask)
@@ -75,7 +90,7 @@ def _request(args: list[str]) -> bytes:
     except OSError:
         cwd = b"/"
     ignored = b",".join(b"%d" % signum for signum in ignored_signals())
-    fields = [PROTOCOL, server_key().encode(), cwd, b"%d" % umask, ignored, b"%d" % len(args),
+    fields = [PROTOCOL, server_key().encode(), cwd, b"%d" % umask, ignored, resource_limits(), b"%d" % len(args),
               *map(os.fsencode, args), *(key + b"=" + value for key, value in os.environb.items())]
     body = b"\0".join(fields)
     return b"%d\n" % len(body) + body

@@ -62,6 +62,21 @@ def test_commands_behave_the_same_through_the_server(hostrt: Hostrt, served: int
                   input="hello\n").stdout == "HELLO\n"
 
 
+def test_the_command_lines_resource_limits_reach_the_container(hostrt: Hostrt, served: int) -> None:
+    """What the spec does not set, a container inherits from hostrt: from the command line's
+    limits, not the server's."""
+    import resource
+
+    def small_stack() -> None:
+        resource.setrlimit(resource.RLIMIT_STACK, (3072 * 1024, resource.RLIM_INFINITY))
+
+    for env in (hostrt.env, {**hostrt.env, "HOSTRT_SERVER": "0"}):
+        done = subprocess.run([sys.executable, "-m", "hostrt", "run", "--rm", "--network", "none", "busybox", "sh",
+                               "-c", "ulimit -s"], env=env, capture_output=True, text=True, timeout=120,
+                              stdin=subprocess.DEVNULL, preexec_fn=small_stack)
+        assert (done.returncode, done.stdout) == (0, "3072\n"), done.stderr
+
+
 def test_signals_reach_the_container_and_a_killed_client_ends_its_command(hostrt: Hostrt, served: int) -> None:
     script = 'trap "exit 3" TERM; sleep 100 & wait'
     client = subprocess.Popen([sys.executable, "-m", "hostrt", "run", "--rm", "--network", "none", "busybox", "sh",
