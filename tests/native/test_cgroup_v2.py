@@ -4,8 +4,10 @@ tests cover it; on this hybrid machine the (controller-less) cgroup2 mount at
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
+from collections.abc import Iterator
 
 import pytest
 
@@ -31,6 +33,21 @@ def _state(pid: int) -> str:
         return next(l for l in f if l.startswith("State:")).split()[1]
 
 
+@contextlib.contextmanager
+def _sleeping_child_in(cgroup: str) -> Iterator[tuple[V2Manager, int]]:
+    """A manager for a fresh test cgroup and a sleeping child of this test to put in it;
+    whatever the test leaves of both is removed afterwards."""
+    manager = V2Manager.for_path(f"{cgroup}/{os.getpid()}", root=ROOT)
+    pid = os.fork()
+    if pid == 0:
+        time.sleep(60)
+        os._exit(0)
+    try:
+        yield manager, pid
+    finally:
+        _kill_and_remove(pid, manager.path)
+
+
 def _kill_and_remove(pid: int, cgroup_path: str) -> None:
     """Whatever a test left: its child process, the cgroup and the cgroup's parent."""
     try:
@@ -46,12 +63,7 @@ def _kill_and_remove(pid: int, cgroup_path: str) -> None:
 
 
 def test_v2_apply_freeze_kill_destroy():
-    manager = V2Manager.for_path(f"/hostrt-v2-test/{os.getpid()}", root=ROOT)
-    pid = os.fork()
-    if pid == 0:
-        time.sleep(60)
-        os._exit(0)
-    try:
+    with _sleeping_child_in("/hostrt-v2-test") as (manager, pid):
         manager.apply(pid)
         assert manager.pids() == [pid]
         again = manager_for(manager.describe())
@@ -67,8 +79,6 @@ def test_v2_apply_freeze_kill_destroy():
         again.destroy()  # cgroup.kill, then rmdir
         os.waitpid(pid, 0)
         assert not os.path.exists(manager.path)
-    finally:
-        _kill_and_remove(pid, manager.path)
 
 
 def test_v2_stats_and_oom_watch_without_a_memory_controller():
@@ -76,12 +86,7 @@ def test_v2_stats_and_oom_watch_without_a_memory_controller():
     (cpu.stat) and read the absent ones as None, and there is no OOM watch to register
     (memory.events is a memory-controller file). With the controller (a v2 host) the
     container tests exercise both."""
-    manager = V2Manager.for_path(f"/hostrt-v2-stats/{os.getpid()}", root=ROOT)
-    pid = os.fork()
-    if pid == 0:
-        time.sleep(60)
-        os._exit(0)
-    try:
+    with _sleeping_child_in("/hostrt-v2-stats") as (manager, pid):
         manager.apply(pid)
         stats = manager.stats()
         assert isinstance(stats["cpu"]["usage"]["total"], int)
@@ -91,5 +96,3 @@ def test_v2_stats_and_oom_watch_without_a_memory_controller():
             assert stats["memory"]["usage"]["usage"] is None and stats["memory"]["oom_kill"] == 0
         manager.destroy()
         os.waitpid(pid, 0)
-    finally:
-        _kill_and_remove(pid, manager.path)
