@@ -18,6 +18,7 @@ import pytest
 
 from tests.engine.conftest import Hostrt
 from tests.lightvm.conftest import MACHINE_TESTS, machine_root
+from tests.network.conftest import free_port, http_get
 
 pytestmark = MACHINE_TESTS
 
@@ -133,22 +134,8 @@ def _listeners(port: int) -> list[str]:
 
 
 def _get(port: int, path: str = "/hostname", timeout: float = 60) -> str:
-    """GET through the published port, retrying while the server inside comes up."""
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=20) as reply:
-                return reply.read().decode()
-        except (OSError, http.client.HTTPException):
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.5)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+    """GET through the published port, retrying while the server inside comes up (TCG: slow)."""
+    return http_get(f"http://127.0.0.1:{port}{path}", timeout, request_timeout=20, pause=0.5)
 
 
 def _status(hostrt: Hostrt, name: str) -> str | None:
@@ -156,7 +143,7 @@ def _status(hostrt: Hostrt, name: str) -> str | None:
 
 
 def test_published_port_serves_httpd_from_a_vm_container(vm_hostrt: Hostrt) -> None:
-    port = _free_port()
+    port = free_port()
     cid = vm_hostrt.ok("run", "--backend", "lightvm", "-d", "--name", "vmweb", "-p", f"127.0.0.1:{port}:80", "busybox",
                        "httpd", "-f", "-p", "80", "-h", "/etc", timeout=900).strip()
     try:
@@ -220,7 +207,7 @@ def test_a_guest_killed_during_a_run_is_a_clear_error_with_its_console(vm_hostrt
 
 
 def test_an_exited_vm_container_and_a_killed_hostrt_leave_no_forward(vm_hostrt: Hostrt) -> None:
-    port = _free_port()
+    port = free_port()
     vm_hostrt.ok("run", "--backend", "lightvm", "-d", "--name", "vmshort", "-p", f"127.0.0.1:{port}:80", "busybox",
                  "sh", "-c", "httpd -p 80 -h /etc; sleep 2", timeout=900)
     deadline = time.monotonic() + 120
@@ -240,7 +227,7 @@ def test_an_exited_vm_container_and_a_killed_hostrt_leave_no_forward(vm_hostrt: 
 
 
 def test_vm_ports_come_back_after_the_guest_monitor_is_killed(vm_hostrt: Hostrt) -> None:
-    port = _free_port()
+    port = free_port()
     cid = vm_hostrt.ok("run", "--backend", "lightvm", "-d", "--name", "vmtake", "-p", f"127.0.0.1:{port}:80", "busybox",
                        "httpd", "-f", "-p", "80", "-h", "/etc", timeout=900).strip()
     try:

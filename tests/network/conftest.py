@@ -3,6 +3,7 @@ at the host for what a container's network leaves behind."""
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import socket
@@ -21,17 +22,18 @@ def hostrt(engine_root: Path) -> Hostrt:  # noqa: F811
     return Hostrt(engine_root, _runtime())
 
 
-def http_get(url: str, timeout: float = 10) -> str:
-    """GET with retries while the server comes up."""
+def http_get(url: str, timeout: float = 10, request_timeout: float = 2, pause: float = 0.1) -> str:
+    """GET with retries while the server comes up (a VM's forward may accept and then drop
+    the connection, or answer slowly under emulation: the caller widens the times)."""
     deadline = time.monotonic() + timeout
     while True:
         try:
-            with urllib.request.urlopen(url, timeout=2) as reply:
+            with urllib.request.urlopen(url, timeout=request_timeout) as reply:
                 return reply.read().decode()
-        except OSError:
+        except (OSError, http.client.HTTPException):
             if time.monotonic() > deadline:
                 raise
-            time.sleep(0.1)
+            time.sleep(pause)
 
 
 def free_port() -> int:
