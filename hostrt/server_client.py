@@ -82,14 +82,14 @@ def resource_limits() -> bytes:
     return b",".join(limits)
 
 
-def _request(args: list[str]) -> bytes:
+def _request(args: list[str], ignored_signals: list[int]) -> bytes:
     umask = os.umask(0o022)
     os.umask(umask)
     try:
         cwd = os.fsencode(os.getcwd())
     except OSError:
         cwd = b"/"
-    ignored = b",".join(b"%d" % signum for signum in ignored_signals())
+    ignored = b",".join(b"%d" % signum for signum in ignored_signals)
     fields = [PROTOCOL, server_key().encode(), cwd, b"%d" % umask, ignored, resource_limits(), b"%d" % len(args),
               *map(os.fsencode, args), *(key + b"=" + value for key, value in os.environb.items())]
     body = b"\0".join(fields)
@@ -116,13 +116,14 @@ def delegate(args: list[str]) -> int | None:
     conn = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         conn.connect(socket_path())
-        request = _request(args)
+        ignored = ignored_signals()  # one reading: what the worker ignores is what is not forwarded
+        request = _request(args, ignored)
         sent = conn.sendmsg([request], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _fd_array(_stdio_fds()))])
         conn.sendall(request[sent:])
     except OSError:
         conn.close()
         return None
-    return _relay(conn)
+    return _relay(conn, ignored)
 
 
 def _fd_array(fds: list[int]) -> bytes:
@@ -131,7 +132,7 @@ def _fd_array(fds: list[int]) -> bytes:
     return array.array("i", fds).tobytes()
 
 
-def _relay(conn: _socket.socket) -> int | None:
+def _relay(conn: _socket.socket, ignored: list[int]) -> int | None:
     """Forward signals until the server reports how the worker ended."""
 
     def forward(signum: int, _frame: object) -> None:
@@ -140,7 +141,6 @@ def _relay(conn: _socket.socket) -> int | None:
         except OSError:
             pass
 
-    ignored = ignored_signals()
     previous = {signum: _signal.signal(signum, forward) for signum in FORWARDED_SIGNALS if signum not in ignored}
     reply = b""
     try:

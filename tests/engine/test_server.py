@@ -158,7 +158,7 @@ def _ask(path: str, as_uid: int | None = None) -> bytes:
                 os.setuid(as_uid)
             conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             conn.connect(path)
-            request = server_client._request(["version"])
+            request = server_client._request(["version"], [])
             socket.send_fds(conn, [request], [0, 1, 2])
             os.write(writer, conn.recv(64))
         finally:
