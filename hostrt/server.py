@@ -314,6 +314,9 @@ def main() -> int:
     parser.add_argument("--socket", required=True)
     parser.add_argument("--lock", required=True)
     args = parser.parse_args()
+    from backends.linux_native import sealed_exe
+
+    sealed_exe.reexec()  # workers fork container processes (runtime_fork.usable)
     import fcntl
 
     lock = os.open(args.lock, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)

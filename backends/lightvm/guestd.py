@@ -225,6 +225,9 @@ def serve(listener: socket.socket, token: str) -> None:
 
 
 def main() -> int:
+    from backends.linux_native import sealed_exe
+
+    sealed_exe.reexec()  # the daemon forked below runs the runtime in forks (runtime_fork.usable)
     STATE_DIR.mkdir(mode=0o700, exist_ok=True)
     with open(STATE_DIR / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)

@@ -22,6 +22,9 @@ PRIMES_CGROUP_ATTACH = frozenset(("create", "run", "exec"))
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line; ARGV given means a caller that forked us (runtime_fork), whose
+    process is not ours to re-execute."""
+    argv_given = argv
     argv = sys.argv[1:] if argv is None else argv
     try:
         glob, command, opts = cli.parse(argv)
@@ -34,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     if command == "v":
         sys.stdout.write(f"hostrt-runtime version {__version__}\nspec: {OCI_VERSION}\n")
         return 0
+    if command in PRIMES_CGROUP_ATTACH and argv_given is None:
+        from backends.linux_native import sealed_exe
+
+        sealed_exe.reexec()  # forks container processes: see sealed_exe.py
     LOG.configure(glob.log, glob.log_format or "text", bool(glob.debug))
     # create chdirs into the bundle: a relative --root must not follow it there.
     glob.root = os.path.abspath(glob.root)

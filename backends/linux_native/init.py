@@ -8,7 +8,7 @@ import _signal
 from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
 import resource
 
-from backends.linux_native import capabilities, rootfs, syscalls
+from backends.linux_native import capabilities, inroot, rootfs, syscalls
 from backends.linux_native.errors import RuntimeFailure
 from backends.linux_native.log import LOG
 
@@ -38,11 +38,23 @@ def resolve_executable(arg0: str, env: dict[str, str]) -> str:
 
 
 def enter_cwd(cwd: str) -> None:
+    """Change into process.cwd, made where missing (as Docker does for WorkingDir). Until
+    execve the process holds the runtime's descriptors, some of them host directories: cwd is
+    resolved inside the root with /proc magic links refused (inroot.py), then proven
+    reachable from the root, as a cwd outside it is how a container walks to its host
+    (runc's CVE-2024-21626)."""
     try:
-        os.chdir(cwd)
+        fd = inroot.mkdirs_in_root("/", cwd)
+    except OSError as exc:
+        raise RuntimeFailure(f"cwd {cwd}: {exc.strerror}") from None
+    try:
+        os.fchdir(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.getcwd()  # glibc answers ENOENT for a directory not below this process's root
     except FileNotFoundError:
-        os.makedirs(cwd, 0o755, exist_ok=True)
-        os.chdir(cwd)
+        raise RuntimeFailure(f"cwd {cwd}: outside the container's root") from None
 
 
 def set_rlimits(rlimits: list[tuple[str, int, int]]) -> None:

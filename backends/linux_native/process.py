@@ -70,6 +70,9 @@ def fork_container(spec_namespaces: dict[str, str], join: dict[str, str], cgroup
     the new namespaces and must not return. PREPARE_CGROUP (create the cgroup, write the
     limits) runs before the process is moved in; on the one-fork path while the child
     unshares its namespaces."""
+    from backends.linux_native import sealed_exe
+
+    sealed_exe.require()
     syscalls.prctl(PR_SET_DUMPABLE, 0)
     if reaper:
         syscalls.prctl(PR_SET_CHILD_SUBREAPER, 1)

@@ -132,6 +132,11 @@ def close_range_cloexec(first: int) -> None:
                     pass
 
 
+def add_seals(fd: int, seals: int) -> None:
+    """fcntl(F_ADD_SEALS) on a memfd (posix has no fcntl, and the fcntl module is one more import)."""
+    _check(_libc.fcntl(fd, 1033, seals), "fcntl(F_ADD_SEALS)")
+
+
 _CAP_V3 = 0x20080522
 
 

@@ -271,6 +271,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runtime-root", required=True, type=Path)
     parser.add_argument("--log", required=True, type=Path)
     args = parser.parse_args(argv)
+    from backends.linux_native import sealed_exe
+
+    sealed_exe.reexec()  # the runtime runs in forks of this process (runtime_fork.usable)
     supervise.become_subreaper()
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     args.socket.unlink(missing_ok=True)
@@ -280,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     from hostrt.engine import runtime_fork
 
     # hostrt's own runtime runs in forked children of this process: no interpreter start per call.
-    in_process = runtime_fork.is_own_runtime(args.runtime) and runtime_fork.preload()
+    in_process = runtime_fork.is_own_runtime(args.runtime) and runtime_fork.usable()
     monitor = Monitor(args.socket, Runtime(args.runtime, args.runtime_root, in_process))
     monitor.take_over()  # before "ready": the command that restarted us then sees the ports served
     print("ready", flush=True)  # the starter waits for this line, then stops reading

@@ -43,10 +43,17 @@ def preload() -> bool:
 
 
 def usable() -> bool:
-    """Whether a fork can run the runtime now: it is importable, and no other thread runs here
-    (a fork copies only the calling thread; a foreground run with published ports has one)."""
+    """Whether a fork can run the runtime now: it is importable, no other thread runs here (a
+    fork copies only the calling thread; a foreground run with published ports has one), and
+    this process runs from the sealed copy of its interpreter that container processes must be
+    forked from (backends/linux_native/sealed_exe.py: the long-lived callers re-execute
+    themselves that way; a plain command line execs hostrt-runtime, which does)."""
     threading = sys.modules.get("threading")
-    return (threading is None or threading.active_count() == 1) and preload()
+    if threading is not None and threading.active_count() != 1 or not preload():
+        return False
+    from backends.linux_native import sealed_exe
+
+    return sealed_exe.is_sealed()
 
 
 def _child(argv: list[str], fds: tuple[int, int, int]) -> None:

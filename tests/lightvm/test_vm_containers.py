@@ -291,3 +291,21 @@ def test_an_idle_machine_stops_itself(vm_hostrt: Hostrt) -> None:
     states = {m["name"]: m["state"] for m in json.loads(vm_hostrt.ok("machine", "ls", "--format", "json"))}
     assert states["idler"] == "stopped"
     assert json.loads(vm_hostrt.ok("machine", "inspect", "idler"))["saved"] is not None, "idle: saved, not lost"
+
+
+def test_workdir_on_a_descriptor_stays_in_the_vm_container(vm_hostrt: Hostrt) -> None:
+    """In the guest the runtime holds descriptors too: `-w /proc/self/fd/N` must not reach the
+    guest's root (runc's CVE-2024-21626), for `run` and for `exec`."""
+    escape = "cd ../../../../../../../..; ls -d hostrt* run/hostrt* 2>/dev/null; echo end"
+    for n in range(3, 12):
+        done = vm_hostrt("run", "--backend", "lightvm", "--rm", "-w", f"/proc/self/fd/{n}", "busybox", "sh", "-c", escape,
+                         timeout=900)
+        assert done.returncode in (125, 127) and "end" not in done.stdout, f"-w /proc/self/fd/{n}: {done.stdout}"
+    cid = vm_hostrt.ok("run", "--backend", "lightvm", "-d", "busybox", "sleep", "120").strip()
+    try:
+        for n in range(3, 12):
+            done = vm_hostrt("exec", "-w", f"/proc/self/fd/{n}", cid, "sh", "-c", escape)
+            assert done.returncode != 0 and "end" not in done.stdout, f"exec -w /proc/self/fd/{n}: {done.stdout}"
+        assert vm_hostrt.ok("exec", "-w", "/tmp", cid, "pwd") == "/tmp\n"
+    finally:
+        vm_hostrt("rm", "-f", cid)
