@@ -9,6 +9,7 @@ import sys
 from backends.linux_native import OCI_VERSION, __version__, cli
 from backends.linux_native.errors import RuntimeFailure
 from backends.linux_native.log import LOG
+from backends.linux_native.sealed_exe import FORKS_CONTAINER_PROCESS
 
 # command -> module under backends.linux_native.ops
 OPERATIONS = {
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     if command == "v":
         sys.stdout.write(f"hostrt-runtime version {__version__}\nspec: {OCI_VERSION}\n")
         return 0
-    if command in PRIMES_CGROUP_ATTACH and argv_given is None:
+    if argv_given is None and command in FORKS_CONTAINER_PROCESS:
         from backends.linux_native import sealed_exe
 
         sealed_exe.reexec()  # forks container processes: see sealed_exe.py

@@ -20,6 +20,8 @@ import sys
 from backends.linux_native.errors import RuntimeFailure
 
 MEMFD_NAME = "hostrt-sealed-exe"
+# The runtime commands whose fork becomes a container process.
+FORKS_CONTAINER_PROCESS = frozenset(("create", "run", "exec"))
 _MFD_CLOEXEC, _MFD_ALLOW_SEALING, _MFD_EXEC = 0x1, 0x2, 0x10
 _F_ADD_SEALS = 1033
 _F_SEAL_SEAL, _F_SEAL_SHRINK, _F_SEAL_GROW, _F_SEAL_WRITE = 0x1, 0x2, 0x4, 0x8

@@ -283,7 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     from hostrt.engine import runtime_fork
 
     # hostrt's own runtime runs in forked children of this process: no interpreter start per call.
-    in_process = runtime_fork.is_own_runtime(args.runtime) and runtime_fork.usable()
+    in_process = runtime_fork.is_own_runtime(args.runtime) and runtime_fork.preload()
     monitor = Monitor(args.socket, Runtime(args.runtime, args.runtime_root, in_process))
     monitor.take_over()  # before "ready": the command that restarted us then sees the ports served
     print("ready", flush=True)  # the starter waits for this line, then stops reading

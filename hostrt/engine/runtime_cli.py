@@ -56,12 +56,12 @@ class Runtime:
         binary = binary or default_runtime()
         return cls(binary, root, runtime_fork.is_own_runtime(binary))
 
-    def _fork(self) -> bool:
+    def _fork(self, command: str) -> bool:
         if not self.in_process:
             return False
         from hostrt.engine import runtime_fork
 
-        return runtime_fork.usable()
+        return runtime_fork.usable(command)
 
     def _argv(self, *args: str) -> list[str]:
         return [self.binary, "--root", str(self.root), *args]
@@ -69,7 +69,7 @@ class Runtime:
     def call(self, *args: str, stdin: Any = subprocess.DEVNULL, stdout: Any = subprocess.PIPE,
              stderr: Any = subprocess.PIPE, check: bool = True, timeout: float | None = 60) -> subprocess.CompletedProcess[bytes]:
         if args[0] in _IN_PROCESS and (stdin, stdout, stderr) == (
-                subprocess.DEVNULL, subprocess.PIPE, subprocess.PIPE) and self._fork():
+                subprocess.DEVNULL, subprocess.PIPE, subprocess.PIPE) and self._fork(args[0]):
             from hostrt.engine import runtime_fork
 
             code, out, err = runtime_fork.run_captured(self._argv(*args)[1:])
@@ -100,7 +100,7 @@ class Runtime:
         # The runtime's own errors go to a pipe; the container inherits stdout/stderr.
         log = pid_file.with_name("runtime-create.log")
         argv = self._argv("--log", str(log), "--log-format", "json", *args, container_id)
-        if self._fork():
+        if self._fork(verb[0]):
             from hostrt.engine import runtime_fork
 
             returncode = runtime_fork.run(argv[1:], _fd(stdin), _fd(stdout), _fd(stderr))

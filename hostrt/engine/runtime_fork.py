@@ -42,18 +42,18 @@ def preload() -> bool:
     return _loaded
 
 
-def usable() -> bool:
-    """Whether a fork can run the runtime now: it is importable, no other thread runs here (a
-    fork copies only the calling thread; a foreground run with published ports has one), and
-    this process runs from the sealed copy of its interpreter that container processes must be
-    forked from (backends/linux_native/sealed_exe.py: the long-lived callers re-execute
-    themselves that way; a plain command line execs hostrt-runtime, which does)."""
+def usable(command: str) -> bool:
+    """Whether a fork can run the runtime's COMMAND now: it is importable, no other thread runs
+    here (a fork copies only the calling thread; a foreground run with published ports has
+    one), and, for a command that forks a container process, this process runs from the sealed
+    copy of its interpreter (backends/linux_native/sealed_exe.py: the long-lived callers
+    re-execute themselves that way; a plain command line execs hostrt-runtime, which does)."""
     threading = sys.modules.get("threading")
     if threading is not None and threading.active_count() != 1 or not preload():
         return False
     from backends.linux_native import sealed_exe
 
-    return sealed_exe.is_sealed()
+    return command not in sealed_exe.FORKS_CONTAINER_PROCESS or sealed_exe.is_sealed()
 
 
 def _child(argv: list[str], fds: tuple[int, int, int]) -> None:

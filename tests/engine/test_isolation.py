@@ -37,3 +37,23 @@ def test_exec_workdir_on_a_descriptor_is_refused(hostrt: Hostrt) -> None:
         assert hostrt.ok("exec", "-w", "/tmp", cid, "pwd") == "/tmp\n"
     finally:
         hostrt("rm", "-f", cid)
+
+
+@pytest.mark.parametrize("server", ["1", "0"])
+def test_proc_self_exe_entrypoint_runs_the_sealed_copy(hostrt: Hostrt, tmp_path, server: str) -> None:
+    """A `#!/proc/self/exe` entrypoint runs whatever the init was at its execve: a fork of the
+    engine server's worker, or hostrt-runtime exec'd by a plain command line. It must be the
+    sealed copy, never the host's interpreter file (CVE-2019-5736)."""
+    import os
+    import sys
+
+    from tests.native.test_escape import interpreter_mounts
+
+    hostrt.env["HOSTRT_SERVER"] = server
+    entry = tmp_path / "entry"
+    entry.write_text("#!/proc/self/exe -S\nimport posix\nprint('exe=' + posix.readlink('/proc/self/exe'))\n")
+    entry.chmod(0o755)
+    volumes = [f"-v{m['source']}:{m['destination']}:ro" for m in interpreter_mounts(os.path.realpath(sys.executable))]
+    done = hostrt("run", "--rm", *volumes, "-v", f"{tmp_path}:/x:ro", "busybox", "/x/entry")
+    assert "exe=" in done.stdout, f"the entrypoint did not run: {done.stdout} {done.stderr}"
+    assert done.stdout.split("exe=", 1)[1].startswith("/memfd:hostrt-sealed-exe"), done.stdout

@@ -95,7 +95,7 @@ def test_init_runs_from_a_sealed_copy_of_the_runtime(rt, bundle):
         os.close(held)
 
 
-def _interpreter_mounts(interpreter: str) -> list[dict]:
+def interpreter_mounts(interpreter: str) -> list[dict]:
     """Read-only binds of what INTERPRETER needs to start (its loader, libraries, standard
     library), at their host paths, so that the container can run it if it reaches it."""
     import subprocess
@@ -119,7 +119,7 @@ def test_proc_self_exe_shebang_runs_the_sealed_copy(rt, bundle):
     interpreter = os.path.realpath(Path(RUNTIME[0]).with_name("python3")) if RUNTIME[0].endswith("hostrt-runtime") \
         else os.path.realpath(RUNTIME[0])
     b = bundle("/entry", readonly=False,
-               edit=lambda c: c["mounts"].extend(_interpreter_mounts(interpreter)))
+               edit=lambda c: c["mounts"].extend(interpreter_mounts(interpreter)))
     entry = b / "rootfs" / "entry"
     entry.write_text("#!/proc/self/exe -S\nimport posix\nprint('exe=' + posix.readlink('/proc/self/exe'))\n")
     entry.chmod(0o755)
