@@ -71,7 +71,13 @@ def _open_target(rootfd: int, dest: str, like_file: bool) -> int:
                 return inroot.open_in_root(rootfd, dest, os.O_RDONLY | os.O_CREAT, mkdirs=True)
         return inroot.mkdirs_in_root(rootfd, dest)
     except OSError as exc:
-        raise ConfigError(f"mount destination {dest}: {exc.strerror}") from None
+        raise ConfigError(f"mount destination {dest}: {_why(exc)}") from None
+
+
+def _why(exc: OSError) -> str:
+    if exc.errno == 40:  # ELOOP
+        return "goes through a /proc magic link or too many symbolic links"
+    return exc.strerror or str(exc)
 
 
 def _reopen(rootfd: int, dest: str) -> int:
@@ -236,7 +242,7 @@ def _device_parent(rootfd: int, path: str) -> tuple[int, str]:
     try:
         return inroot.mkdirs_in_root(rootfd, os.path.dirname(path)), name
     except OSError as exc:
-        raise ConfigError(f"device {path}: {exc.strerror}") from None
+        raise ConfigError(f"device {path}: {_why(exc)}") from None
 
 
 def _lexists(name: str, dirfd: int) -> bool:
@@ -355,7 +361,7 @@ def _held(path: str) -> int:
     except FileNotFoundError:
         return -1
     except OSError as exc:
-        raise ConfigError(f"{path}: {exc.strerror}") from None
+        raise ConfigError(f"{path}: {_why(exc)}") from None
 
 
 def _name(fd: int, path: str, proc: bool) -> str:
