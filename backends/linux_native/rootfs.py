@@ -337,6 +337,33 @@ def prepare(spec, cgroup_sources: list[tuple[str, str]], in_userns: bool) -> Non
         os.close(rootfd)
 
 
+def bind_console(root_path: str, pty: str) -> None:
+    """Bind the pty PTY on /dev/console of the root if it has a /dev, both resolved inside
+    the root (a link at /dev or /dev/console is not followed out of it)."""
+    rootfd = os.open(root_path, inroot.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            dev = inroot.open_in_root(rootfd, "/dev", inroot.O_PATH | os.O_DIRECTORY)
+        except OSError:
+            return
+        try:
+            st = os.stat("console", dir_fd=dev, follow_symlinks=False) if _lexists("console", dev) else None
+            if st is not None and not stat.S_ISREG(st.st_mode) and not stat.S_ISCHR(st.st_mode):
+                os.unlink("console", dir_fd=dev)
+                st = None
+            if st is None:
+                os.close(os.open("console", os.O_CREAT | os.O_EXCL | os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600, dir_fd=dev))
+            fd = os.open("console", inroot.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=dev)
+            try:
+                _mount_on(pty, fd, None, MS_BIND)
+            finally:
+                os.close(fd)
+        finally:
+            os.close(dev)
+    finally:
+        os.close(rootfd)
+
+
 def pivot(rootfs: str, no_pivot: bool, propagation_name: str) -> None:
     os.chdir(rootfs)
     if no_pivot:

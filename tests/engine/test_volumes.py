@@ -3,8 +3,11 @@ mount_setattr: a mount below SRC on the host is read-only in the container too."
 
 from __future__ import annotations
 
+import os
 import subprocess
 from pathlib import Path
+
+import pytest
 
 from tests.engine.conftest import Hostrt
 
@@ -25,5 +28,7 @@ def test_ro_volume_is_read_only_below_its_top_mount(hostrt: Hostrt, tmp_path: Pa
 
 
 def test_volume_destination_through_a_proc_magic_link_is_refused(hostrt: Hostrt, tmp_path: Path) -> None:
+    if os.environ.get("HOSTRT_TEST_RUNTIME"):
+        pytest.skip("the refusal is hostrt-runtime's (runc 1.1 resolves the link's text inside the root instead)")
     done = hostrt("run", "--rm", "-v", f"{tmp_path}:/proc/self/cwd/x", "busybox", "true")
     assert done.returncode != 0 and "/proc/self/cwd/x" in done.stderr, done.stderr

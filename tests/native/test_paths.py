@@ -146,3 +146,25 @@ def test_rro_volume_in_a_container(rt, bundle, tmp_path):
         assert not (source / "sub" / "below").exists()
     finally:
         subprocess.run(["umount", "-l", str(source / "sub")], check=False)
+
+
+def test_console_bind_stays_inside_the_root(tmp_path):
+    """rootfs.bind_console (for init's /dev/console): made and bound in the root's /dev,
+    even when /dev is a link to a host directory."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root (mount namespaces)")
+    outside = tmp_path / "host-dev"
+    outside.mkdir()
+    linked, plain = tmp_path / "linked", tmp_path / "plain"
+    linked.mkdir()
+    os.symlink(str(outside), linked / "dev")
+    (plain / "dev").mkdir(parents=True)
+    os.symlink(str(outside / "console"), plain / "dev" / "console")
+
+    def body() -> None:
+        rootfs.bind_console(str(linked), "/dev/null")
+        rootfs.bind_console(str(plain), "/dev/null")
+        assert not (outside / "console").exists(), "the console was made outside the root"
+        assert (plain / "dev" / "console").stat().st_rdev == os.stat("/dev/null").st_rdev
+
+    _in_mount_namespace(body)
