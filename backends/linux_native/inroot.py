@@ -205,6 +205,8 @@ def open_in_root(
     Raises OSError (ENOENT, ENOTDIR, ELOOP for a magic link or too many symlinks)."""
     global USE_OPENAT2
     flags |= O_CLOEXEC
+    if flags & _O_NOFOLLOW:
+        follow_last = False
     if path.endswith("/"):
         follow_last = True
     if not follow_last:
@@ -228,7 +230,7 @@ def open_in_root(
         finally:
             walk.close()
     finally:
-        if rootfd is not root:
+        if not isinstance(root, int):
             os.close(rootfd)
 
 

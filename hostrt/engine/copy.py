@@ -56,12 +56,15 @@ def _host_target(host_path: Path, name: str, source_is_dir: bool) -> tuple[int, 
 
 
 def copy_out(rootfs: Path, container_path: str, host_path: Path) -> Path:
+    """Copy CONTAINER_PATH (resolved in ROOTFS) to HOST_PATH; returns the path written."""
+    host_path = Path(host_path)
+    into = host_path.is_dir()
     rootfd = os.open(rootfs, os.O_PATH | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         source = _in_root(rootfd, container_path)
         try:
             is_dir = stat.S_ISDIR(os.fstat(source).st_mode)
-            dst_dir, name = _host_target(Path(host_path), _source_name(container_path), is_dir)
+            dst_dir, name = _host_target(host_path, _source_name(container_path), is_dir)
             try:
                 fdtree.copy_fd(source, dst_dir, name, _CP)
             except OSError as exc:
@@ -72,7 +75,7 @@ def copy_out(rootfs: Path, container_path: str, host_path: Path) -> Path:
             os.close(source)
     finally:
         os.close(rootfd)
-    return Path(host_path) / name if Path(host_path).is_dir() else Path(host_path)
+    return host_path / name if into else host_path
 
 
 def _container_target(rootfd: int, container_path: str, name: str, source_is_dir: bool) -> tuple[int, str]:
@@ -110,6 +113,7 @@ def _container_target(rootfd: int, container_path: str, name: str, source_is_dir
 
 
 def copy_in(host_path: Path, rootfs: Path, container_path: str) -> Path:
+    """Copy HOST_PATH to CONTAINER_PATH (resolved in ROOTFS)."""
     host_path = Path(host_path)
     try:
         source = os.open(host_path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
