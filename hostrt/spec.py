@@ -113,9 +113,11 @@ def _mounts(options: RunOptions, files: ContainerFiles) -> list[dict[str, Any]]:
                          ("/etc/resolv.conf", files.resolv_conf)):
         mounts.append({"destination": dest, "type": "bind", "source": str(source), "options": ["rbind", "rprivate"]})
     for volume in options.volumes:
-        mode = "ro" if volume.readonly else "rw"
+        # `:ro` is read-only all the way down, mounts below the source too ("rro", as
+        # Docker asks of runc on kernels with mount_setattr; ours falls back on older ones)
+        mode = ["ro", "rro"] if volume.readonly else ["rw"]
         mounts.append({"destination": volume.destination, "type": "bind", "source": volume.source,
-                       "options": ["rbind", "rprivate", mode]})
+                       "options": ["rbind", "rprivate", *mode]})
     for spec in options.tmpfs:
         dest, _, extra = spec.partition(":")
         opts = ["nosuid", "nodev", "noexec"] + [o for o in extra.split(",") if o]

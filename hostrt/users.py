@@ -21,13 +21,26 @@ class ResolvedUser:
 
 
 def _read_table(rootfs: Path, name: str) -> list[list[str]]:
-    path = rootfs / "etc" / name
-    if path.is_symlink() or not path.is_file():
-        return []
+    """The rows of the image's /etc/NAME, opened inside the rootfs (inroot.py): neither a
+    link at /etc nor at the file can make it read the host's."""
+    import os
+    import stat
+
+    from backends.linux_native import inroot
+
     try:
-        text = path.read_text(errors="replace")
+        held = inroot.open_in_root(str(rootfs), f"/etc/{name}", follow_last=False)
     except OSError:
         return []
+    try:
+        if not stat.S_ISREG(os.fstat(held).st_mode):
+            return []
+        with open(inroot.fd_path(held), errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return []
+    finally:
+        os.close(held)
     return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
 
 

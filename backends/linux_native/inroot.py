@@ -45,23 +45,22 @@ _S_IFMT, _S_IFDIR, _S_IFLNK = 0o170000, 0o040000, 0o120000
 USE_OPENAT2 = True
 
 
-class _c_char(_ctypes._SimpleCData):
-    _type_ = "c"
-
-
-class _StatfsBuffer(_ctypes.Array):
-    """Room for struct statfs (120 bytes on x86_64 and aarch64); f_type is its first long."""
-
-    _type_ = _c_char
-    _length_ = 256
-
-
 def _error(err: int, path: str) -> OSError:
     return OSError(err, os.strerror(err), path)
 
 
+_statfs_buffer: type | None = None
+
+
 def _on_procfs(fd: int) -> bool:
-    buf = _StatfsBuffer()
+    """fstatfs(FD).f_type is procfs's. The buffer type is made on first use (the walk is
+    the rare path): room for struct statfs (120 bytes on x86_64 and aarch64), whose
+    first field, a long, is f_type."""
+    global _statfs_buffer
+    if _statfs_buffer is None:
+        char = type("c_char", (_ctypes._SimpleCData,), {"_type_": "c"})
+        _statfs_buffer = type("StatfsBuffer", (_ctypes.Array,), {"_type_": char, "_length_": 256})
+    buf = _statfs_buffer()
     if _libc.fstatfs(fd, buf) < 0:
         return False
     return int.from_bytes(buf.raw[:8], sys.byteorder) == _PROC_SUPER_MAGIC
@@ -206,6 +205,8 @@ def open_in_root(
     Raises OSError (ENOENT, ENOTDIR, ELOOP for a magic link or too many symlinks)."""
     global USE_OPENAT2
     flags |= O_CLOEXEC
+    if flags & _O_NOFOLLOW:
+        follow_last = False
     if path.endswith("/"):
         follow_last = True
     if not follow_last:
@@ -229,7 +230,7 @@ def open_in_root(
         finally:
             walk.close()
     finally:
-        if rootfd is not root:
+        if not isinstance(root, int):
             os.close(rootfd)
 
 

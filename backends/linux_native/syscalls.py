@@ -55,8 +55,8 @@ _syscall = _LongFunction(("syscall", _Libc))
 
 # x86_64 and aarch64 numbers of the syscalls glibc 2.36 wraps poorly or not at all.
 _NR = {
-    "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "close_range": 436, "seccomp": 317},
-    "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "close_range": 436, "seccomp": 277},
+    "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "close_range": 436, "seccomp": 317, "mount_setattr": 442},
+    "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "close_range": 436, "seccomp": 277, "mount_setattr": 442},
 }[os.uname().machine]
 
 
@@ -79,6 +79,20 @@ def mount(source: str | None, target: str, fstype: str | None, flags: int, data:
         f"mount {source or fstype} on {target}",
         target,
     )
+
+
+def mount_setattr(fd: int, attr_set: int, attr_clr: int, recursive: bool) -> bool:
+    """mount_setattr(2) on the mount FD is the root of (and, RECURSIVE, every mount below
+    it); False where the kernel (< 5.12) or a seccomp filter lacks the call."""
+    order = sys.byteorder
+    attr = attr_set.to_bytes(8, order) + attr_clr.to_bytes(8, order) + bytes(16)  # struct mount_attr
+    flags = 0x1000 | (0x8000 if recursive else 0)  # AT_EMPTY_PATH, AT_RECURSIVE
+    if _syscall(_NR["mount_setattr"], c_long(fd), b"", c_long(flags), attr, c_long(len(attr))) >= 0:
+        return True
+    err = _ctypes.get_errno()
+    if err in (38, 1):  # ENOSYS, EPERM
+        return False
+    raise OSError(err, f"mount_setattr: {os.strerror(err)}")
 
 
 def umount2(target: str, flags: int = 0) -> None:

@@ -57,6 +57,38 @@ MOUNT_FLAGS: dict[str, tuple[bool, int]] = {
     "remount": (False, MS_REMOUNT), "silent": (False, MS_SILENT), "loud": (True, MS_SILENT),
 }
 
+# mount_setattr(2) attributes (struct mount_attr), and the recursive mount options runc and
+# crun take: "rro" is "ro" on the mount and on every mount below it (Docker's `:ro`).
+MOUNT_ATTR_RDONLY = 0x1
+MOUNT_ATTR_NOSUID = 0x2
+MOUNT_ATTR_NODEV = 0x4
+MOUNT_ATTR_NOEXEC = 0x8
+MOUNT_ATTR__ATIME = 0x70
+MOUNT_ATTR_RELATIME = 0x0
+MOUNT_ATTR_NOATIME = 0x10
+MOUNT_ATTR_STRICTATIME = 0x20
+MOUNT_ATTR_NODIRATIME = 0x80
+MOUNT_ATTR_NOSYMFOLLOW = 0x200000
+
+# option -> (attributes to set, attributes to clear)
+RECURSIVE_MOUNT_ATTRS: dict[str, tuple[int, int]] = {
+    "rro": (MOUNT_ATTR_RDONLY, 0), "rrw": (0, MOUNT_ATTR_RDONLY),
+    "rnosuid": (MOUNT_ATTR_NOSUID, 0), "rsuid": (0, MOUNT_ATTR_NOSUID),
+    "rnodev": (MOUNT_ATTR_NODEV, 0), "rdev": (0, MOUNT_ATTR_NODEV),
+    "rnoexec": (MOUNT_ATTR_NOEXEC, 0), "rexec": (0, MOUNT_ATTR_NOEXEC),
+    "rnodiratime": (MOUNT_ATTR_NODIRATIME, 0), "rdiratime": (0, MOUNT_ATTR_NODIRATIME),
+    "rnosymfollow": (MOUNT_ATTR_NOSYMFOLLOW, 0), "rsymfollow": (0, MOUNT_ATTR_NOSYMFOLLOW),
+    "rrelatime": (MOUNT_ATTR_RELATIME, MOUNT_ATTR__ATIME), "rnoatime": (MOUNT_ATTR_NOATIME, MOUNT_ATTR__ATIME),
+    "rstrictatime": (MOUNT_ATTR_STRICTATIME, MOUNT_ATTR__ATIME),
+}
+
+# The same attributes as remount flags, for kernels without mount_setattr.
+MOUNT_ATTR_TO_MS: dict[int, int] = {
+    MOUNT_ATTR_RDONLY: MS_RDONLY, MOUNT_ATTR_NOSUID: MS_NOSUID, MOUNT_ATTR_NODEV: MS_NODEV,
+    MOUNT_ATTR_NOEXEC: MS_NOEXEC, MOUNT_ATTR_NOATIME: MS_NOATIME, MOUNT_ATTR_STRICTATIME: MS_STRICTATIME,
+    MOUNT_ATTR_NODIRATIME: MS_NODIRATIME, MOUNT_ATTR_NOSYMFOLLOW: MS_NOSYMFOLLOW,
+}
+
 PROPAGATION: dict[str, int] = {
     "private": MS_PRIVATE, "rprivate": MS_PRIVATE | MS_REC,
     "shared": MS_SHARED, "rshared": MS_SHARED | MS_REC,

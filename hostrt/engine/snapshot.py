@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import os
 import shutil
-import stat
 from pathlib import Path
 
 from hostrt.errors import HostrtError
 
 ROOTFS = "rootfs"
 COPY_MARKER = "rootfs.is-copy"
-OPAQUE_XATTR = "trusted.overlay.opaque"
-OPAQUE_FILE = ".wh..wh..opq"
-WHITEOUT_PREFIX = ".wh."
 MNT_DETACH = 2
 _MAX_MOUNT_OPTIONS = 4000  # the kernel copies at most one page of mount data
 
@@ -54,61 +50,22 @@ def _mount_overlay(lower_dirs: list[Path], upper: Path, work: Path, merged: Path
     return 0 if result == 0 else ctypes.get_errno()
 
 
-def _is_whiteout(path: Path) -> bool:
-    st = path.lstat()
-    return stat.S_ISCHR(st.st_mode) and st.st_rdev == 0
+def _copy_layers(lower_dirs: list[Path], merged: Path) -> None:
+    """The overlay's view as a copy: each layer onto the last, on held fds (fdtree.py), so
+    a layer's symlink (`x -> /etc`) is never followed by a later layer writing `x/...`."""
+    from hostrt.engine import fdtree
 
-
-def _is_opaque(directory: Path) -> bool:
-    if (directory / OPAQUE_FILE).exists():
-        return True
+    opts = fdtree.Options(owner=True, layer=True, replace_dirs=True)
+    target = os.open(merged, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
-        return os.getxattr(directory, OPAQUE_XATTR, follow_symlinks=False) == b"y"
-    except OSError:
-        return False
-
-
-def _remove(path: Path) -> None:
-    if path.is_dir() and not path.is_symlink():
-        shutil.rmtree(path)
-    elif path.exists() or path.is_symlink():
-        path.unlink()
-
-
-def _apply_layer(layer: Path, target: Path) -> None:
-    """Copy one layer onto `target` with overlayfs semantics for whiteouts and opaque dirs."""
-    for dirpath, dirnames, filenames in os.walk(layer):
-        src_dir = Path(dirpath)
-        dst_dir = target / src_dir.relative_to(layer)
-        if src_dir != layer and _is_opaque(src_dir) and dst_dir.is_dir():
-            for child in list(dst_dir.iterdir()):
-                _remove(child)
-        for name in list(dirnames):
-            src, dst = src_dir / name, dst_dir / name
-            if src.is_symlink():
-                dirnames.remove(name)
-                _remove(dst)
-                os.symlink(os.readlink(src), dst)
-                continue
-            if dst.exists() and not dst.is_dir():
-                _remove(dst)
-            dst.mkdir(exist_ok=True)
-            shutil.copystat(src, dst, follow_symlinks=False)
-        for name in filenames:
-            src, dst = src_dir / name, dst_dir / name
-            if name == OPAQUE_FILE:
-                continue
-            if name.startswith(WHITEOUT_PREFIX):  # unprivileged unpack keeps whiteouts as marker files
-                _remove(dst_dir / name[len(WHITEOUT_PREFIX):])
-                continue
-            if not src.is_symlink() and _is_whiteout(src):
-                _remove(dst)
-                continue
-            _remove(dst)
-            if src.is_symlink():
-                os.symlink(os.readlink(src), dst)
-            else:
-                shutil.copy2(src, dst, follow_symlinks=False)
+        for layer in lower_dirs:
+            source = os.open(layer, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            try:
+                fdtree.merge_dir(source, target, opts)
+            finally:
+                os.close(source)
+    finally:
+        os.close(target)
 
 
 def mount_rootfs(lower_dirs: list[Path], container_dir: Path, allow_copy: bool = True) -> Path:
@@ -123,8 +80,7 @@ def mount_rootfs(lower_dirs: list[Path], container_dir: Path, allow_copy: bool =
     if not allow_copy:
         raise SnapshotError(f"overlay mount failed on {merged}: {os.strerror(error)}")
     (container_dir / COPY_MARKER).write_text(f"overlay failed: {os.strerror(error)}\n")
-    for layer in lower_dirs:
-        _apply_layer(layer, merged)
+    _copy_layers(lower_dirs, merged)
     return merged
 
 

@@ -13,6 +13,7 @@ import io
 import json
 import os
 import posixpath
+import stat
 import tarfile
 import tempfile
 from collections.abc import Iterator
@@ -36,7 +37,12 @@ class LoadResult:
 
 
 class _Source:
-    """Read files of a layout by relative path, from a directory or a tar archive."""
+    """Read files of a layout by relative path, from a directory or a tar archive.
+
+    The paths come from the archive itself (manifest.json's Config and Layers): each must
+    be a plain relative path, and in a directory it is opened inside that directory
+    (backends/linux_native/inroot.py), so neither `../..`, `/etc/shadow` nor a symlink in
+    the directory can make `load` read a host file."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
@@ -59,11 +65,42 @@ class _Source:
         elif not self.path.is_dir():
             raise UsageError(f"no such file or directory: {path}")
 
+    def check(self, rel: object) -> str:
+        """REL as a normalized path inside the layout, or a UsageError naming it."""
+        if not isinstance(rel, str) or not rel:
+            raise UsageError(f"{self.path}: manifest.json names no file where it needs one: {rel!r}")
+        norm = posixpath.normpath(rel)
+        if rel.startswith("/") or norm == ".." or norm.startswith("../") or "\0" in rel:
+            raise UsageError(f"{self.path}: manifest.json names a file outside the archive: {rel}")
+        return norm
+
+    def _open_file(self, rel: str) -> int:
+        """A read fd of regular file REL inside the layout directory; -1 if there is none."""
+        from backends.linux_native import inroot
+
+        try:
+            held = inroot.open_in_root(str(self.path), rel)
+        except OSError:
+            return -1
+        try:
+            if not stat.S_ISREG(os.fstat(held).st_mode):
+                return -1
+            return os.open(inroot.fd_path(held), os.O_RDONLY | os.O_CLOEXEC)  # the inode held, now readable
+        finally:
+            os.close(held)
+
     def exists(self, rel: str) -> bool:
-        return rel in self.members if self.tar else (self.path / rel).is_file()
+        rel = self.check(rel)
+        if self.tar:
+            return rel in self.members
+        fd = self._open_file(rel)
+        if fd >= 0:
+            os.close(fd)
+        return fd >= 0
 
     @contextmanager
     def open(self, rel: str) -> Iterator[BinaryIO]:
+        rel = self.check(rel)
         if self.tar:
             member = self.members.get(rel)
             if member is None:
@@ -72,11 +109,11 @@ class _Source:
             assert f is not None
             yield f  # type: ignore[misc]
         else:
-            try:
-                with (self.path / rel).open("rb") as f:
-                    yield f
-            except FileNotFoundError:
-                raise UsageError(f"{self.path}: the layout has no {rel}") from None
+            fd = self._open_file(rel)
+            if fd < 0:
+                raise UsageError(f"{self.path}: the layout has no file {rel}")
+            with os.fdopen(fd, "rb") as f:
+                yield f
 
     def read(self, rel: str) -> bytes:
         with self.open(rel) as f:
@@ -143,6 +180,13 @@ def _load_docker(images: LocalImages, src: _Source) -> LoadResult:
         entries = json.loads(src.read("manifest.json"))
     except ValueError as err:
         raise UsageError(f"{src.path}: manifest.json is not JSON: {err}") from None
+    if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
+        raise UsageError(f"{src.path}: manifest.json is not a list of images")
+    for entry in entries:  # every path checked before anything is stored
+        layers = entry.get("Layers") or []
+        for rel in (entry.get("Config"), *(layers if isinstance(layers, list) else [None])):
+            if not src.exists(rel):
+                raise UsageError(f"{src.path}: manifest.json names {rel!r}, which the archive does not hold")
     for entry in entries:
         with store.content_lock():
             config_bytes = src.read(entry["Config"])

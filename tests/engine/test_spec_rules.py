@@ -93,6 +93,17 @@ def test_passwd_symlinked_out_of_the_rootfs_is_not_read(tmp_path: Path) -> None:
         resolve_user("evil", rootfs)
 
 
+def test_etc_symlinked_out_of_the_rootfs_is_not_read(tmp_path: Path) -> None:
+    outside = tmp_path / "host-etc"
+    outside.mkdir()
+    (outside / "passwd").write_text("evil:x:0:0::/:/bin/sh\n")
+    rootfs = tmp_path / "rootfs"
+    rootfs.mkdir()
+    (rootfs / "etc").symlink_to(outside)  # absolute: followed on the host, it leaves the rootfs
+    with pytest.raises(UsageError, match="unable to find user evil"):
+        resolve_user("evil", rootfs)
+
+
 def test_capabilities_add_and_drop() -> None:
     assert capabilities(RunOptions()) == sorted(DEFAULT_CAPABILITIES)
     assert len(DEFAULT_CAPABILITIES) == 14

@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -82,3 +85,57 @@ def test_tampered_oci_archive_is_refused(hostrt_root: Path, tmp_path: Path) -> N
         load(other, bad)
     assert not other.store.has(layer) and other.store.names() == []
     assert load(other, good).names == ["app:1"] and other.store.lookup("app:1").digest == digest
+
+
+def _docker_save_dir(tmp_path: Path, config_rel: str, layer_rels: list[str]) -> Path:
+    """A `docker save` directory with a good config and layer, whose manifest names CONFIG_REL
+    and LAYER_RELS (the hostile part)."""
+    layer = tar_bytes([{"name": "a", "data": b"a"}])
+    config = json.dumps({"architecture": "amd64", "os": "linux",
+                         "rootfs": {"type": "layers", "diff_ids": [of_bytes(layer)]}}).encode()
+    d = tmp_path / "saved"
+    (d / "l").mkdir(parents=True)
+    (d / "l" / "layer.tar").write_bytes(layer)
+    (d / "c.json").write_bytes(config)
+    (d / "manifest.json").write_text(json.dumps([{"Config": config_rel, "RepoTags": ["evil:1"], "Layers": layer_rels}]))
+    return d
+
+
+_UP = "../" * 16
+
+
+@pytest.mark.parametrize(("config", "layers", "named"), [
+    (_UP + "etc/passwd", ["l/layer.tar"], "outside the archive"),
+    ("/etc/passwd", ["l/layer.tar"], "outside the archive"),
+    ("c.json", ["l/layer.tar", _UP + "etc/passwd"], "outside the archive"),
+    ("c.json", ["/etc/passwd"], "outside the archive"),
+    ("c.json", ["l/../../saved/l/layer.tar"], "outside the archive"),
+    ("c.json", ["escape"], "does not hold"),  # a link in the directory to /etc/passwd
+])
+def test_load_refuses_manifest_paths_outside_the_directory(hostrt_root: Path, tmp_path: Path, config: str,
+                                                           layers: list[str], named: str) -> None:
+    d = _docker_save_dir(tmp_path, config, layers)
+    (d / "escape").symlink_to("/etc/passwd")
+    proc = subprocess.run([sys.executable, "-m", "hostrt", "load", "-i", str(d)], capture_output=True, text=True,
+                          timeout=120, env=os.environ)
+    assert proc.returncode == 125 and named in proc.stderr, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    blobs = hostrt_root / "store" / "blobs" / "sha256"
+    assert not blobs.exists() or list(blobs.iterdir()) == [], "load stored something"
+    assert LocalImages.open().store.names() == []
+
+
+def test_load_refuses_manifest_paths_outside_a_tar(hostrt_root: Path, tmp_path: Path) -> None:
+    archive = tmp_path / "docker.tar"
+    with tarfile.open(archive, "w") as tf:
+        _add(tf, "manifest.json", json.dumps([{"Config": "/etc/passwd", "RepoTags": ["x:1"], "Layers": []}]).encode())
+    from hostrt.images.errors import UsageError
+
+    with pytest.raises(UsageError, match="outside the archive"):
+        load(LocalImages.open(), archive)
+    assert LocalImages.open().store.names() == []
+
+
+def test_load_of_a_good_docker_save_directory(hostrt_root: Path, tmp_path: Path) -> None:
+    d = _docker_save_dir(tmp_path, "c.json", ["./l/layer.tar"])
+    assert load(LocalImages.open(), d).names == ["evil:1"]

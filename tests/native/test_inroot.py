@@ -82,6 +82,11 @@ def test_last_link_not_followed(root, mode):
         assert os.readlink("", dir_fd=fd) == "/"
     finally:
         os.close(fd)
+    fd = inroot.open_in_root(str(root), "/mnt", os.O_PATH | os.O_NOFOLLOW)  # the flag says the same
+    try:
+        assert os.readlink("", dir_fd=fd) == "/"
+    finally:
+        os.close(fd)
     with pytest.raises(OSError) as exc:
         inroot.open_in_root(str(root), "/pw", os.O_RDONLY, follow_last=False)
     assert exc.value.errno == errno.ELOOP

@@ -1,5 +1,5 @@
 """Pure parts of the runtime that need no root: the command line, JSON, signal and size
-parsing, mount options, and the symlink-safe join of mount destinations."""
+parsing and mount options (the in-root resolver has its own tests: test_inroot.py)."""
 
 from __future__ import annotations
 
@@ -11,8 +11,8 @@ from backends.linux_native import cli, jsonio
 from backends.linux_native.errors import UsageError
 from backends.linux_native.ops.kill import parse_signal
 from backends.linux_native.ops.update import parse_bytes
-from backends.linux_native.rootfs import parse_options, secure_join
-from backends.linux_native.tables import MS_BIND, MS_NODEV, MS_RDONLY, MS_REC, MS_SLAVE
+from backends.linux_native.rootfs import parse_options
+from backends.linux_native.tables import MOUNT_ATTR__ATIME, MOUNT_ATTR_NOATIME, MOUNT_ATTR_RDONLY, MS_BIND, MS_NODEV, MS_RDONLY, MS_REC, MS_SLAVE
 
 
 def test_cli_accepts_runc_spellings():
@@ -59,23 +59,16 @@ def test_jsonio_round_trip_and_errors():
 
 
 def test_mount_options():
-    flags, clear, propagation, data = parse_options(["rbind", "ro", "nodev", "rslave", "mode=755", "size=1k"])
+    flags, clear, propagation, data, recursive = parse_options(["rbind", "ro", "nodev", "rslave", "mode=755", "size=1k"])
     assert flags == MS_BIND | MS_REC | MS_RDONLY | MS_NODEV
     assert propagation == [MS_SLAVE | MS_REC]
-    assert data == "mode=755,size=1k"
-    flags, clear, _, _ = parse_options(["ro", "rw"])
+    assert data == "mode=755,size=1k" and recursive == (0, 0)
+    flags, clear, _, _, _ = parse_options(["ro", "rw"])
     assert flags & MS_RDONLY == 0 and clear & MS_RDONLY
-
-
-def test_secure_join_stays_inside_root(tmp_path):
-    root = tmp_path / "root"
-    (root / "etc").mkdir(parents=True)
-    os.symlink("/etc", root / "abs")  # absolute link: must resolve inside root
-    os.symlink("../../..", root / "etc" / "up")
-    assert secure_join(str(root), "/abs/passwd") == f"{root}/etc/passwd"
-    assert secure_join(str(root), "/etc/up/x") == f"{root}/x"
-    assert secure_join(str(root), "/../../tmp") == f"{root}/tmp"
-    assert secure_join(str(root), "/new/dir") == f"{root}/new/dir"
+    *_, recursive = parse_options(["rbind", "rro", "rnoatime"])
+    assert recursive == (MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOATIME, MOUNT_ATTR__ATIME)
+    *_, recursive = parse_options(["rro", "rrw"])
+    assert recursive == (0, MOUNT_ATTR_RDONLY)
 
 
 def test_channel_keeps_answers_sent_back_to_back():

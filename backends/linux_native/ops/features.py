@@ -6,7 +6,7 @@ from backends.linux_native import fastos as os  # os without its import cost (fa
 import sys
 
 from backends.linux_native import OCI_VERSION, jsonio
-from backends.linux_native.tables import CAPABILITIES, MOUNT_FLAGS, NAMESPACES, PROPAGATION
+from backends.linux_native.tables import CAPABILITIES, MOUNT_FLAGS, NAMESPACES, PROPAGATION, RECURSIVE_MOUNT_ATTRS
 
 
 def features() -> dict:
@@ -14,7 +14,7 @@ def features() -> dict:
         "ociVersionMin": "1.0.0",
         "ociVersionMax": OCI_VERSION,
         "hooks": ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"],
-        "mountOptions": sorted([*MOUNT_FLAGS, *PROPAGATION]),
+        "mountOptions": sorted([*MOUNT_FLAGS, *PROPAGATION, *RECURSIVE_MOUNT_ATTRS]),
         "linux": {
             "namespaces": sorted(NAMESPACES),
             "capabilities": sorted(CAPABILITIES),
