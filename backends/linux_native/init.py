@@ -201,20 +201,26 @@ def container_init(spec, opts: InitOptions, chan) -> None:
 
 
 def _console(spec, opts: InitOptions) -> int:
+    """A pty from the container's own devpts (its /dev/pts resolved inside the root; the
+    host's when it has none), its slave bound on the root's /dev/console."""
     from backends.linux_native import terminal
 
     if opts.console_fd is None:
         raise RuntimeFailure("process.terminal is true but no --console-socket was given")
-    pts = spec.root_path + "/dev/pts"
-    ptmx = pts + "/ptmx" if os.path.exists(pts + "/ptmx") else "/dev/ptmx"
-    if ptmx == "/dev/ptmx":
+    pts_fd = -1
+    try:
+        pts_fd = inroot.open_in_root(spec.root_path, "/dev/pts", inroot.O_PATH | os.O_DIRECTORY)
+        pts = inroot.fd_path(pts_fd)
+        if not os.path.exists(pts + "/ptmx"):
+            pts = "/dev/pts"
+    except OSError:
         pts = "/dev/pts"
-    master, slave, name = terminal.open_pty(ptmx, pts)
-    console = spec.root_path + "/dev/console"
-    if os.path.isdir(spec.root_path + "/dev"):
-        if not os.path.exists(console):
-            os.close(os.open(console, os.O_CREAT | os.O_WRONLY | os.O_CLOEXEC, 0o600))
-        syscalls.mount(f"{pts}/{name.rsplit('/', 1)[1]}", console, None, 0x1000)
+    try:
+        master, slave, name = terminal.open_pty(pts + "/ptmx" if pts != "/dev/pts" else "/dev/ptmx", pts)
+        rootfs.bind_console(spec.root_path, f"{pts}/{name.rsplit('/', 1)[1]}")
+    finally:
+        if pts_fd >= 0:
+            os.close(pts_fd)
     terminal.set_size(master, spec.process.console_size)
     terminal.send_master(opts.console_fd, master, name)
     os.close(master)
