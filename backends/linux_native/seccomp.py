@@ -2,7 +2,7 @@
 as a process's last step before execve.
 
 Compiling Docker's default allow list with libseccomp (~360 syscalls for x86_64 and its x86
-and x32 ABIs) costs ~12 ms here, more than the rest of a `create`, and gives the same program
+and x32 ABIs) costs ~12 ms here, a large share of a `create`, and gives the same program
 for every container with that profile. So the program is kept in ROOT/@seccomp/, named by a
 hash of the profile, the machine, the kernel release and libseccomp's version (all that the
 compiled program depends on), and a later `create` or `exec` loads it from there: a hash and
@@ -48,6 +48,7 @@ def preload() -> None:
     compile filters without loading it each time. Its probe of the kernel's seccomp API (a
     thread that enters strict mode) stays in the forks, as in a runtime process of its own."""
     try:
+        _digest("")  # imports the hash module once, here
         _libseccomp_version()
         from backends.linux_native import seccomp_compile
 
@@ -139,18 +140,24 @@ def _read_cached(directory: str, key: str) -> bytes | None:
 
 
 def _keep(directory: str, key: str, program: bytes) -> None:
-    """Write then rename (a concurrent reader sees all or nothing); best effort."""
+    """Write then rename (a concurrent reader sees all or nothing); best effort, and a failed
+    write (a full disk) leaves nothing behind."""
+    tmp = os.path.join(directory, f".{key}.{os.getpid()}")
     try:
         try:
             os.mkdir(directory, 0o700)
         except FileExistsError:
             pass
-        tmp = os.path.join(directory, f".{key}.{os.getpid()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
         try:
-            os.write(fd, program)
+            if os.write(fd, program) != len(program):
+                raise OSError(28, "short write")
         finally:
             os.close(fd)
         os.rename(tmp, os.path.join(directory, key))
     except OSError as err:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
         LOG.debug(f"seccomp: the compiled filter is not kept ({err}); it is compiled again next time")
