@@ -19,12 +19,8 @@ from hostrt.spec_defaults import (
     DEFAULT_CAPABILITIES,
     DEFAULT_MOUNTS,
     DEFAULT_PATH,
-    EPERM,
     MASKED_PATHS,
     READONLY_PATHS,
-    SECCOMP_ALLOWED_BY_CAPABILITY,
-    SECCOMP_ARCHITECTURES,
-    SECCOMP_BLOCKED,
 )
 from hostrt.users import resolve_user
 
@@ -86,22 +82,30 @@ def capabilities(options: RunOptions) -> list[str]:
     return sorted(chosen)
 
 
-def seccomp_profile(options: RunOptions, caps: list[str]) -> dict[str, Any] | None:
-    """Docker's default refusals (EPERM) less what the granted capabilities allow; None when unconfined."""
+def platform_architecture(platform: str) -> str:
+    """The architecture of a normalised platform string: `linux/arm64` -> `arm64`."""
+    return platform.split("/")[1] if platform.count("/") else platform
+
+
+def seccomp_profile(options: RunOptions, caps: list[str], architecture: str,
+                    kernel: tuple[int, int] | None = None) -> dict[str, Any] | None:
+    """Docker's default profile, or the user's file, resolved for this container's capabilities
+    and the machine that runs it (OCI architecture, kernel version); None when unconfined."""
+    from hostrt import seccomp_profile as profiles
+
     if options.seccomp == "unconfined":
         return None
-    if options.seccomp != "default":
+    if options.seccomp == "default":
+        from hostrt.seccomp_default import DEFAULT_PROFILE
+
+        profile: profiles.Profile | None = DEFAULT_PROFILE
+    else:
         try:
-            return json.loads(Path(options.seccomp).read_text())
+            data = json.loads(Path(options.seccomp).read_text())
         except (OSError, ValueError) as err:
             raise UsageError(f"invalid seccomp profile {options.seccomp}: {err}") from None
-    allowed = {name for cap in caps for name in SECCOMP_ALLOWED_BY_CAPABILITY.get(cap, ())}
-    blocked = [name for name in SECCOMP_BLOCKED if name not in allowed]
-    return {
-        "defaultAction": "SCMP_ACT_ALLOW",
-        "architectures": list(SECCOMP_ARCHITECTURES),
-        "syscalls": [{"names": blocked, "action": "SCMP_ACT_ERRNO", "errnoRet": EPERM}],
-    }
+        profile = profiles.parse(data, options.seccomp)
+    return None if profile is None else profiles.resolve(profile, caps, architecture, kernel)
 
 
 def _mounts(options: RunOptions, files: ContainerFiles) -> list[dict[str, Any]]:
@@ -149,8 +153,12 @@ def build_spec(
     container_id: str,
     files: ContainerFiles,
     netns: str | None = None,
+    *,
+    architecture: str,
+    kernel: tuple[int, int] | None = None,
 ) -> dict[str, Any]:
-    """The runtime-spec v1.1 config for one container (rootfs given as an absolute path)."""
+    """The runtime-spec v1.1 config for one container (rootfs given as an absolute path), to run
+    on a machine of this OCI architecture with this kernel version (None: not known, recent)."""
     hostname = options.hostname or container_id[:12]
     user = resolve_user(options.user if options.user is not None else image_config.get("User"), rootfs)
     caps = capabilities(options)
@@ -170,7 +178,7 @@ def build_spec(
         "maskedPaths": list(MASKED_PATHS),
         "readonlyPaths": list(READONLY_PATHS),
     }
-    seccomp = seccomp_profile(options, caps)
+    seccomp = seccomp_profile(options, caps, architecture, kernel)
     if seccomp is not None:
         linux["seccomp"] = seccomp
     return {

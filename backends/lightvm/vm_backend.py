@@ -184,7 +184,7 @@ class LightVMBackend:
         """Have the guest assemble the bundle from a host-built spec, shipping the layers it lacks."""
         from hostrt.images.local import LocalImages
         from hostrt.images.oci import LAYER_COMPRESSION
-        from hostrt.spec import ContainerFiles, build_spec
+        from hostrt.spec import ContainerFiles, build_spec, platform_architecture
 
         hexes = [layer.digest.split(":", 1)[1] for layer in image.layers]
         self._agent(record, boot=True)  # the machine exists: its settings name the shares
@@ -192,7 +192,9 @@ class LightVMBackend:
         files = ContainerFiles(guest_dir / "hostname", guest_dir / "hosts", guest_dir / "resolv.conf")
         # Users resolve against the image's own files: the top layer that carries etc/passwd.
         passwd_root = next((d for d in reversed(layer_dirs) if (d / "etc" / "passwd").is_file()), layer_dirs[-1])
-        spec = build_spec(image.config, record.options, passwd_root, record.id, files)
+        # The guest is a machine of the image's architecture; its kernel (the guest image's) is recent.
+        spec = build_spec(image.config, record.options, passwd_root, record.id, files,
+                          architecture=platform_architecture(record.platform))
         spec["root"]["path"] = str(guest_dir / "rootfs")
         shares = self._volumes_through_shares(record, spec)
         publish = self._plan_ports(record)

@@ -1,146 +1,163 @@
-"""linux.seccomp -> a libseccomp filter through ctypes. Built in the runtime process
-(before the fork, while libseccomp.so can still be found) and loaded by the container
-process as its last step before execve."""
+"""A container's seccomp filter: linux.seccomp compiled once per profile, loaded with seccomp(2)
+as a process's last step before execve.
+
+Compiling Docker's default allow list with libseccomp (~360 syscalls for x86_64 and its x86
+and x32 ABIs) costs ~12 ms here, a large share of a `create`, and gives the same program
+for every container with that profile. So the program is kept in ROOT/@seccomp/, named by a
+hash of the profile, the machine, the kernel release and libseccomp's version (all that the
+compiled program depends on), and a later `create` or `exec` loads it from there: a hash and
+a read, without libseccomp's kernel probe and without importing ctypes. The filter is built
+before the fork (libseccomp cannot be loaded from inside the container's root) and loaded by
+the container's process itself.
+"""
 
 from __future__ import annotations
 
-import ctypes
+import _ctypes
 
-from backends.linux_native.errors import ConfigError, RuntimeFailure
+from backends.linux_native import fastos as os
+from backends.linux_native import jsonio, syscalls
+from backends.linux_native.errors import ConfigError
 from backends.linux_native.log import LOG
 
-ACTIONS: dict[str, int] = {
-    "SCMP_ACT_KILL": 0x00000000,
-    "SCMP_ACT_KILL_THREAD": 0x00000000,
-    "SCMP_ACT_KILL_PROCESS": 0x80000000,
-    "SCMP_ACT_TRAP": 0x00030000,
-    "SCMP_ACT_ERRNO": 0x00050000,
-    "SCMP_ACT_TRACE": 0x7FF00000,
-    "SCMP_ACT_LOG": 0x7FFC0000,
-    "SCMP_ACT_ALLOW": 0x7FFF0000,
-}
-WITH_VALUE = {"SCMP_ACT_ERRNO", "SCMP_ACT_TRACE"}
+CACHE_DIR = "@seccomp"  # '@' is not a container id character: no container can take this name
+_MAX_PROGRAM = 4096 * 8  # BPF_MAXINSNS instructions of 8 bytes
 
-OPERATORS: dict[str, int] = {
-    "SCMP_CMP_NE": 1, "SCMP_CMP_LT": 2, "SCMP_CMP_LE": 3, "SCMP_CMP_EQ": 4,
-    "SCMP_CMP_GE": 5, "SCMP_CMP_GT": 6, "SCMP_CMP_MASKED_EQ": 7,
+# linux.seccomp.flags -> seccomp(2) SECCOMP_SET_MODE_FILTER flags
+FLAGS: dict[str, int] = {
+    "SECCOMP_FILTER_FLAG_TSYNC": 1,
+    "SECCOMP_FILTER_FLAG_LOG": 2,
+    "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 4,
 }
 
-# linux.seccomp.flags -> libseccomp filter attribute set to 1
-FLAG_ATTRS: dict[str, int] = {
-    "SECCOMP_FILTER_FLAG_TSYNC": 4,
-    "SECCOMP_FILTER_FLAG_LOG": 6,
-    "SECCOMP_FILTER_FLAG_SPEC_ALLOW": 7,
-}
-_ATTR_CTL_NNP = 3
-_EPERM = 1
 
+class Filter:
+    """A compiled program and the flags to load it with."""
 
-class _ArgCmp(ctypes.Structure):
-    _fields_ = [("arg", ctypes.c_uint), ("op", ctypes.c_int), ("datum_a", ctypes.c_uint64), ("datum_b", ctypes.c_uint64)]
+    __slots__ = ("program", "flags")
 
+    def __init__(self, program: bytes, flags: int) -> None:
+        self.program, self.flags = program, flags
 
-_library: ctypes.CDLL | None = None
-
-
-def _lib() -> ctypes.CDLL:
-    global _library
-    if _library is not None:
-        return _library
-    try:
-        lib = ctypes.CDLL("libseccomp.so.2", use_errno=True)
-    except OSError:
-        raise RuntimeFailure("linux.seccomp needs libseccomp (Debian: apt-get install libseccomp2)") from None
-    lib.seccomp_init.restype = ctypes.c_void_p
-    lib.seccomp_init.argtypes = [ctypes.c_uint32]
-    lib.seccomp_arch_add.argtypes = [ctypes.c_void_p, ctypes.c_uint32]
-    lib.seccomp_arch_resolve_name.restype = ctypes.c_uint32
-    lib.seccomp_arch_resolve_name.argtypes = [ctypes.c_char_p]
-    lib.seccomp_syscall_resolve_name.argtypes = [ctypes.c_char_p]
-    lib.seccomp_rule_add_array.argtypes = [ctypes.c_void_p, ctypes.c_uint32, ctypes.c_int, ctypes.c_uint, ctypes.POINTER(_ArgCmp)]
-    lib.seccomp_attr_set.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_uint32]
-    lib.seccomp_load.argtypes = [ctypes.c_void_p]
-    _library = lib
-    return lib
+    def load(self) -> None:
+        syscalls.seccomp_set_filter(self.program, self.flags)
 
 
 def preload() -> None:
     """Load libseccomp now, in a long-lived process: its forks (hostrt-runtime in-process) then
-    build filters without loading it each time. Its probe of the kernel's seccomp API (a thread
-    that enters strict mode) stays in the forks, as in a runtime process of its own."""
+    compile filters without loading it each time. Its probe of the kernel's seccomp API (a
+    thread that enters strict mode) stays in the forks, as in a runtime process of its own."""
     try:
-        _lib()
-    except RuntimeFailure:
-        pass  # reported when a container asks for seccomp
+        _digest("")  # imports the hash module once, here
+        _libseccomp_version()
+        from backends.linux_native import seccomp_compile
+
+        seccomp_compile.library()
+    except Exception:  # noqa: BLE001 - reported when a container asks for seccomp
+        pass
 
 
-def _action(name: str, value: int | None, default_errno: int) -> int:
-    if name not in ACTIONS:
-        raise ConfigError(f"seccomp action {name!r} is not supported")
-    code = ACTIONS[name]
-    if name in WITH_VALUE:
-        code |= (value if value is not None else (default_errno if name == "SCMP_ACT_ERRNO" else 0)) & 0xFFFF
-    return code
-
-
-class Filter:
-    def __init__(self, lib: ctypes.CDLL, ctx: int) -> None:
-        self.lib = lib
-        self.ctx = ctx
-
-    def load(self) -> None:
-        ret = self.lib.seccomp_load(self.ctx)
-        if ret < 0:
-            raise OSError(-ret, f"seccomp_load: error {-ret}")
-
-
-def build(raw: dict) -> Filter:
+def build(raw: dict, root: str | None = None) -> Filter:
+    """The filter for a linux.seccomp section; compiled programs are kept under ROOT."""
     if raw.get("listenerPath"):
         raise ConfigError("seccomp user notification (listenerPath) is not supported")
-    lib = _lib()
-    default_errno = raw.get("defaultErrnoRet") or _EPERM
-    default = _action(raw.get("defaultAction", "SCMP_ACT_ALLOW"), raw.get("defaultErrnoRet"), _EPERM)
-    ctx = lib.seccomp_init(default)
-    if not ctx:
-        raise RuntimeFailure("seccomp_init failed")
-    lib.seccomp_attr_set(ctx, _ATTR_CTL_NNP, 0)  # no_new_privs is process.noNewPrivileges' call
+    flags = 0
     for flag in raw.get("flags") or ():
-        if flag in FLAG_ATTRS:
-            lib.seccomp_attr_set(ctx, FLAG_ATTRS[flag], 1)
-    for arch in raw.get("architectures") or ():
-        token = lib.seccomp_arch_resolve_name(arch.removeprefix("SCMP_ARCH_").lower().encode())
-        if not token:
-            raise ConfigError(f"unknown seccomp architecture {arch}")
-        ret = lib.seccomp_arch_add(ctx, token)
-        if ret < 0 and ret != -17:  # EEXIST: the native one is always there
-            raise ConfigError(f"seccomp architecture {arch}: error {-ret}")
-    for rule in raw.get("syscalls") or ():
-        action = _action(rule["action"], rule.get("errnoRet"), default_errno)
-        if action == default:
-            continue
-        for cmps in _arg_groups(rule.get("args") or ()):
-            for name in rule.get("names") or ():
-                number = lib.seccomp_syscall_resolve_name(name.encode())
-                if number == -1:
-                    LOG.debug(f"seccomp: unknown syscall {name} ignored")
-                    continue
-                array = (_ArgCmp * len(cmps))(*cmps) if cmps else None
-                ret = lib.seccomp_rule_add_array(ctx, action, number, len(cmps), array)
-                if ret < 0:
-                    raise ConfigError(f"seccomp rule for {name}: error {-ret}")
-    return Filter(lib, ctx)
+        if flag not in FLAGS:
+            raise ConfigError(f"seccomp flag {flag!r} is not supported")
+        flags |= FLAGS[flag]
+    machine = os.uname()
+    key = _digest(f"{jsonio.dumps(raw)}\0{machine.machine}\0{machine.release}\0{_libseccomp_version()}")
+    directory = os.path.join(root, CACHE_DIR) if root else None
+    program = _read_cached(directory, key) if directory else None
+    if program is None:
+        from backends.linux_native import seccomp_compile
+
+        program = seccomp_compile.compile_filter(raw)
+        if directory:
+            _keep(directory, key, program)
+    return Filter(program, flags)
 
 
-def _arg_groups(args) -> list[list[_ArgCmp]]:
-    """All comparisons in one rule (AND), unless two name the same argument, which
-    libseccomp cannot AND: then one rule per comparison (OR), as runc does."""
-    cmps = []
-    for a in args:
-        op = OPERATORS.get(a["op"])
-        if op is None:
-            raise ConfigError(f"seccomp operator {a['op']!r} is not supported")
-        cmps.append(_ArgCmp(int(a["index"]), op, int(a.get("value", 0)), int(a.get("valueTwo", 0))))
-    indexes = [c.arg for c in cmps]
-    if len(set(indexes)) != len(indexes):
-        return [[c] for c in cmps]
-    return [cmps]
+def _digest(text: str) -> str:
+    """sha256 from CPython's own module: hashlib would load OpenSSL (~2 ms) for one hash."""
+    try:
+        from _sha2 import sha256  # Python 3.12+
+    except ImportError:
+        try:
+            from _sha256 import sha256  # Python 3.11
+        except ImportError:
+            from hashlib import sha256
+    return sha256(text.encode()).hexdigest()
+
+
+class _Version(_ctypes.Structure):
+    _fields_ = [("major", syscalls.c_uint), ("minor", syscalls.c_uint), ("micro", syscalls.c_uint)]
+
+
+_version: str | None = None
+
+
+def _libseccomp_version() -> str:
+    """libseccomp's version through _ctypes alone (see syscalls.py), for the cache key."""
+    global _version
+    if _version is None:
+        from backends.linux_native.errors import RuntimeFailure
+
+        try:
+            handle = _ctypes.dlopen("libseccomp.so.2", _ctypes.RTLD_LOCAL)
+        except OSError:
+            raise RuntimeFailure("linux.seccomp needs libseccomp (Debian: apt-get install libseccomp2)") from None
+
+        class Library:
+            _handle = handle
+
+        class VersionFunction(_ctypes.CFuncPtr):
+            _flags_ = _ctypes.FUNCFLAG_CDECL
+            _restype_ = _ctypes.POINTER(_Version)
+
+        found = VersionFunction(("seccomp_version", Library))().contents
+        _version = f"{found.major}.{found.minor}.{found.micro}"
+    return _version
+
+
+def _read_cached(directory: str, key: str) -> bytes | None:
+    """The kept program, or None if there is none or it is not a whole, sane program."""
+    try:
+        fd = os.open(os.path.join(directory, key), os.O_RDONLY | os.O_CLOEXEC | os.O_NOFOLLOW)
+    except OSError:
+        return None
+    try:
+        size = os.fstat(fd).st_size
+        if not 0 < size <= _MAX_PROGRAM or size % 8:
+            return None
+        program = os.pread(fd, size, 0)
+        return program if len(program) == size else None
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
+
+
+def _keep(directory: str, key: str, program: bytes) -> None:
+    """Write then rename (a concurrent reader sees all or nothing); best effort, and a failed
+    write (a full disk) leaves nothing behind."""
+    tmp = os.path.join(directory, f".{key}.{os.getpid()}")
+    try:
+        try:
+            os.mkdir(directory, 0o700)
+        except FileExistsError:
+            pass
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW, 0o600)
+        try:
+            if os.write(fd, program) != len(program):
+                raise OSError(28, "short write")
+        finally:
+            os.close(fd)
+        os.rename(tmp, os.path.join(directory, key))
+    except OSError as err:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        LOG.debug(f"seccomp: the compiled filter is not kept ({err}); it is compiled again next time")

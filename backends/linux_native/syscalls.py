@@ -16,6 +16,10 @@ class c_int(_ctypes._SimpleCData):
     _type_ = "i"
 
 
+class c_uint(_ctypes._SimpleCData):
+    _type_ = "I"
+
+
 class c_long(_ctypes._SimpleCData):
     _type_ = "l"
 
@@ -164,3 +168,24 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
     header = _u32(_CAP_V3) + _u32(0)
     data = b"".join(_u32(effective >> s) + _u32(permitted >> s) + _u32(inheritable >> s) for s in (0, 32))
     _check(_syscall(_NR["capset"], header, data), "capset")
+
+
+class _c_char(_ctypes._SimpleCData):
+    _type_ = "c"
+
+
+_SECCOMP_SET_MODE_FILTER = 1
+
+
+def seccomp_set_filter(program: bytes, flags: int) -> None:
+    """seccomp(SECCOMP_SET_MODE_FILTER, FLAGS, &prog) for a BPF program of 8-byte sock_filter
+    instructions. struct sock_fprog is {unsigned short len; struct sock_filter *filter} (padded
+    to 16 bytes on the LP64 machines the table above knows), built as bytes around a buffer
+    that stays alive for the call."""
+    count, rest = divmod(len(program), 8)
+    if rest or not 0 < count <= 0xFFFF:
+        raise OSError(22, f"seccomp: a BPF program of {len(program)} bytes is not whole instructions")
+    buffer_type = type("_Program", (_ctypes.Array,), {"_type_": _c_char, "_length_": len(program)})
+    buffer = buffer_type.from_buffer_copy(program)
+    fprog = count.to_bytes(2, sys.byteorder) + bytes(6) + _ctypes.addressof(buffer).to_bytes(8, sys.byteorder)
+    _check(_syscall(_NR["seccomp"], _SECCOMP_SET_MODE_FILTER, c_ulong(flags), fprog), "seccomp")

@@ -7,6 +7,7 @@ crash could leave behind hangs off one place that `system prune` knows.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -14,6 +15,7 @@ from hostrt.engine import failpoints
 from hostrt.engine.snapshot import mount_rootfs
 from hostrt.network import attach
 from hostrt.paths import Paths
+from hostrt.seccomp_profile import kernel_version
 from hostrt.spec import ContainerFiles, build_spec
 
 if TYPE_CHECKING:
@@ -41,14 +43,16 @@ def write_container_files(container_dir: Path, hostname: str, network: str) -> C
 
 
 def prepare_bundle(container_dir: Path, container_id: str, image_config: dict[str, Any], options: RunOptions,
-                   lower_dirs: list[Path], paths: Paths | None = None) -> dict[str, Any]:
-    """Mount the rootfs, connect the network namespace and write config.json; returns the spec written."""
+                   lower_dirs: list[Path], architecture: str, paths: Paths | None = None) -> dict[str, Any]:
+    """Mount the rootfs, connect the network namespace and write config.json; returns the spec written.
+    ARCHITECTURE is the image's, which is this machine's (the native backend runs no other)."""
     paths = paths or Paths.default()
     rootfs = mount_rootfs(lower_dirs, container_dir)
     failpoints.reached("after-mount")
     hostname = options.hostname or container_id[:12]
     files = write_container_files(container_dir, hostname, options.network)
     netns = attach.setup(container_dir, container_id, hostname, options.network, options.publish, paths.root, paths.run)
-    spec = build_spec(image_config, options, rootfs, container_id, files, netns)
+    spec = build_spec(image_config, options, rootfs, container_id, files, netns, architecture=architecture,
+                      kernel=kernel_version(os.uname().release))
     (container_dir / "config.json").write_text(json.dumps(spec, separators=(",", ":")))  # C encoder
     return spec

@@ -21,6 +21,7 @@ from hostrt.engine.snapshot import unmount_rootfs
 from hostrt.errors import HostrtError, start_failure
 from hostrt.network import attach
 from hostrt.paths import Paths
+from hostrt.spec import platform_architecture
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -49,7 +50,8 @@ class NativeBackend:
         return self.directory(record) / "container.log"
 
     def prepare(self, record: ContainerRecord, image: Any, layer_dirs: list[Path]) -> list[str]:
-        spec = prepare_bundle(self.directory(record), record.id, image.config, record.options, layer_dirs, self.paths)
+        spec = prepare_bundle(self.directory(record), record.id, image.config, record.options, layer_dirs,
+                              platform_architecture(record.platform), self.paths)
         return spec["process"]["args"]
 
     def run_attached(self, record: ContainerRecord, interactive: bool) -> int:

@@ -16,7 +16,7 @@ from hostrt.engine.options import (
     parse_volume,
 )
 from hostrt.errors import UsageError
-from hostrt.spec import ContainerFiles, build_spec, capabilities, merged_env, process_args, seccomp_profile
+from hostrt.spec import ContainerFiles, build_spec, capabilities, merged_env, process_args
 from hostrt.spec_defaults import DEFAULT_CAPABILITIES
 from hostrt.users import resolve_user
 
@@ -113,19 +113,10 @@ def test_capabilities_add_and_drop() -> None:
     assert "CAP_SYS_ADMIN" in capabilities(RunOptions(cap_add=["ALL"]))
 
 
-def test_seccomp_follows_capabilities() -> None:
-    default = seccomp_profile(RunOptions(), capabilities(RunOptions()))
-    assert default is not None
-    blocked = default["syscalls"][0]["names"]
-    assert {"mount", "unshare", "reboot", "kexec_load"} <= set(blocked)
-    admin = RunOptions(cap_add=["CAP_SYS_ADMIN"])
-    assert "mount" not in seccomp_profile(admin, capabilities(admin))["syscalls"][0]["names"]
-    assert seccomp_profile(RunOptions(seccomp="unconfined"), []) is None
-
-
 def test_spec_for_non_root_user_has_no_effective_capabilities(rootfs: Path) -> None:
     files = ContainerFiles(rootfs / "h", rootfs / "hosts", rootfs / "resolv")
-    spec = build_spec(IMAGE, RunOptions(memory=64 << 20, cpus=0.5, pids_limit=20), rootfs, "f" * 64, files)
+    spec = build_spec(IMAGE, RunOptions(memory=64 << 20, cpus=0.5, pids_limit=20), rootfs, "f" * 64, files,
+                      architecture="amd64")
     assert spec["process"]["user"] == {"uid": 1000, "gid": 1000, "additionalGids": [10, 50]}
     assert spec["process"]["capabilities"]["effective"] == []
     assert spec["process"]["cwd"] == "/app"

@@ -30,6 +30,7 @@ pytestmark = [
 ]
 
 DOCKER_DEFAULT_CAPEFF = 0x00000000A80425FB  # the 14 default capabilities as a mask
+HOST_ARCHITECTURE = {"x86_64": "amd64", "aarch64": "arm64"}.get(os.uname().machine, os.uname().machine)
 
 
 @pytest.fixture(scope="module")
@@ -55,7 +56,7 @@ def run_in_runc(rootfs: Path, tmp_path: Path, options: RunOptions) -> subprocess
     files.hosts.write_text("127.0.0.1 localhost\n")
     files.resolv_conf.write_text("")
     bundle = Path(tempfile.mkdtemp(dir=tmp_path, prefix="bundle-"))
-    spec = build_spec({"Cmd": ["sh"]}, options, rootfs, container_id, files)
+    spec = build_spec({"Cmd": ["sh"]}, options, rootfs, container_id, files, architecture=HOST_ARCHITECTURE)
     (bundle / "config.json").write_text(json.dumps(spec))
     state_root = tmp_path / "runc-state"
     try:
@@ -93,6 +94,17 @@ def test_seccomp_blocks_unshare_unless_unconfined(rootfs: Path, tmp_path: Path) 
     allowed = run_in_runc(rootfs, tmp_path, shell("unshare -u true; echo rc=$?", seccomp="unconfined",
                                                   cap_add=["CAP_SYS_ADMIN"]))
     assert "rc=0" in allowed.stdout, allowed.stderr
+
+
+def test_default_seccomp_profile_under_runc(rootfs: Path, tmp_path: Path) -> None:
+    """runc (libseccomp-golang) reads hostrt's default profile as hostrt's runtime does: no
+    namespaces through clone, clone3 answered ENOSYS, fork and threads as usual."""
+    from tests.probes import build_static
+
+    shutil.copy2(build_static("seccomp_probe", tmp_path), rootfs / "bin" / "seccomp_probe")
+    done = run_in_runc(rootfs, tmp_path, RunOptions(command=["seccomp_probe", "clone", "10000000", "clone3", "0",
+                                                             "clone", "0", "thread"]))
+    assert done.stdout.splitlines() == ["clone 10000000 errno 1", "clone3 0 errno 38", "clone 0 ok", "thread ok"], done
 
 
 def test_user_from_image_passwd_and_no_caps(rootfs: Path, tmp_path: Path) -> None:

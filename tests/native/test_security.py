@@ -4,7 +4,11 @@ read-only paths, a read-only root, no_new_privs, seccomp, leaked fds, the runtim
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+from pathlib import Path
+
+import pytest
 
 from backends.linux_native.tables import CAPABILITIES
 
@@ -139,6 +143,93 @@ def test_seccomp_argument_rule_kills(rt, bundle):
     proc = rt("run", "-b", str(b), "c1", check=False)
     assert "sig0-ok" in proc.stdout and "not-reached" not in proc.stdout
     assert proc.returncode == 128 + 31  # SIGSYS
+
+
+def test_seccomp_unknown_syscall_names_are_skipped(rt, bundle):
+    """A name this libseccomp does not know (a newer kernel's, or none at all) is left to the
+    default action, as runc does; the rest of the profile still applies."""
+    def edit(config):
+        config["linux"]["seccomp"] = {
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["no_such_syscall_anywhere", "mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}],
+        }
+
+    b = bundle("sh", "-c", "mkdir /tmp/x; echo rc=$?", readonly=False, edit=edit)
+    proc = rt("run", "-b", str(b), "c1", check=False)
+    assert proc.returncode == 0 and "rc=1" in proc.stdout and "Operation not permitted" in proc.stderr, proc
+
+
+@pytest.fixture(scope="module")
+def seccomp_probe(tmp_path_factory) -> Path:
+    from tests.probes import build_static
+
+    return build_static("seccomp_probe", tmp_path_factory.mktemp("probe"))
+
+
+def _probe_bundle(bundle, probe: Path, profile: dict, *requests: str) -> Path:
+    b = bundle("seccomp_probe", *requests, edit=lambda c: c["linux"].__setitem__("seccomp", profile))
+    shutil.copy2(probe, b / "rootfs" / "bin" / "seccomp_probe")
+    return b
+
+
+def test_seccomp_masked_eq_and_conditions_on_one_argument(rt, bundle, seccomp_probe):
+    """MASKED_EQ compares only the masked bits; two conditions on one argument cannot be ANDed
+    by libseccomp, so each is a rule of its own (runc's reading)."""
+    profile = {
+        "defaultAction": "SCMP_ACT_ALLOW",
+        "syscalls": [
+            {"names": ["personality"], "action": "SCMP_ACT_ERRNO", "errnoRet": 13,
+             "args": [{"index": 0, "value": 0x40000, "valueTwo": 0x40000, "op": "SCMP_CMP_MASKED_EQ"}]},
+            {"names": ["socket"], "action": "SCMP_ACT_ERRNO", "errnoRet": 97,
+             "args": [{"index": 0, "value": 40, "op": "SCMP_CMP_EQ"}, {"index": 0, "value": 38, "op": "SCMP_CMP_EQ"}]},
+        ],
+    }
+    b = _probe_bundle(bundle, seccomp_probe, profile, "personality", "40008", "personality", "8", "socket", "40",
+                      "socket", "38", "socket", "1")
+    out = rt("run", "-b", str(b), "c1").stdout.splitlines()
+    assert out == ["personality 40008 errno 13", "personality 8 ok", "socket 40 errno 97", "socket 38 errno 97",
+                   "socket 1 ok"]
+
+
+def _docker_default(default_errno: int = 1) -> dict:
+    from hostrt.seccomp_default import DEFAULT_PROFILE
+    from hostrt.seccomp_profile import resolve
+
+    machine = {"x86_64": "amd64", "aarch64": "arm64"}[os.uname().machine]
+    profile = resolve(DEFAULT_PROFILE, sorted(CAPABILITIES), machine, None)
+    profile["defaultErrnoRet"] = default_errno
+    return profile
+
+
+def test_seccomp_default_errno_and_per_rule_errno(rt, bundle, seccomp_probe):
+    b = _probe_bundle(bundle, seccomp_probe, _docker_default(default_errno=13), "nr", "1000", "clone3", "0",
+                      "clone", "0")
+    out = rt("run", "-b", str(b), "c1").stdout.splitlines()
+    # with every capability in the bounding set clone3 is allowed; the default answers the rest
+    assert out == ["nr 1000 errno 13", "clone3 0 ok", "clone 0 ok"]
+
+
+def test_compiled_filters_are_kept_per_profile_and_a_bad_copy_is_not_loaded(rt, bundle, seccomp_probe):
+    """The runtime keeps what libseccomp compiled under ROOT/@seccomp (0700), one program per
+    profile; a kept file that is not a whole program is compiled again, not loaded."""
+    strict = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["socket"], "action": "SCMP_ACT_ERRNO"}]}
+    lenient = {"defaultAction": "SCMP_ACT_ALLOW", "syscalls": [{"names": ["getpid"], "action": "SCMP_ACT_ERRNO"}]}
+    for round_ in range(2):
+        b = _probe_bundle(bundle, seccomp_probe, strict, "socket", "1")
+        assert rt("run", "-b", str(b), f"s{round_}").stdout == "socket 1 errno 1\n"
+    kept = rt.root / "@seccomp"
+    assert kept.stat().st_mode & 0o777 == 0o700
+    (program,) = kept.iterdir()
+    assert program.stat().st_size % 8 == 0 and program.stat().st_mode & 0o777 == 0o600
+
+    b = _probe_bundle(bundle, seccomp_probe, lenient, "socket", "1")
+    assert rt("run", "-b", str(b), "l1").stdout == "socket 1 ok\n"
+    assert len(list(kept.iterdir())) == 2
+
+    program.write_bytes(b"\x06\x00\x00\x00\x00\x00")  # not whole 8-byte instructions
+    b = _probe_bundle(bundle, seccomp_probe, strict, "socket", "1")
+    assert rt("run", "-b", str(b), "s2").stdout == "socket 1 errno 1\n"
+    assert program.stat().st_size % 8 == 0 and program.stat().st_size > 8
 
 
 def test_user_namespace_mapping(rt, bundle, open_dir):

@@ -88,7 +88,7 @@ def create(root: str, container_id: str, bundle: str, opts, reaper: bool = False
         if spec.seccomp:
             from backends.linux_native import seccomp
 
-            filt = seccomp.build(spec.seccomp)
+            filt = seccomp.build(spec.seccomp, root)
         init_opts = InitOptions(dir_fd, console_fd, manager.mount_sources(), bool(opts.no_pivot), preserve, filt)
         os.chdir(spec.bundle)
         chan, init_pid = process.fork_container(

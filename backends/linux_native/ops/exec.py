@@ -70,7 +70,7 @@ def main(command: str, glob, opts) -> int:
     if seccomp_spec:
         from backends.linux_native import seccomp
 
-        filt = seccomp.build(seccomp_spec)
+        filt = seccomp.build(seccomp_spec, glob.root)
     from backends.linux_native import init, terminal  # noqa: F401 - imported before setns
     preserve = int(opts.preserve_fds or 0)
     manager = cgroups.manager_for(ctr.data.get("cgroup") or {})

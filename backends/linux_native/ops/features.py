@@ -6,6 +6,7 @@ from backends.linux_native import fastos as os  # os without its import cost (fa
 import sys
 
 from backends.linux_native import OCI_VERSION, jsonio
+from backends.linux_native.seccomp import FLAGS as SECCOMP_FLAGS
 from backends.linux_native.tables import CAPABILITIES, MOUNT_FLAGS, NAMESPACES, PROPAGATION, RECURSIVE_MOUNT_ATTRS
 
 
@@ -30,6 +31,8 @@ def features() -> dict:
                     "SCMP_CMP_MASKED_EQ", "SCMP_CMP_NE",
                 ],
                 "archs": ["SCMP_ARCH_X86", "SCMP_ARCH_X86_64", "SCMP_ARCH_X32", "SCMP_ARCH_AARCH64", "SCMP_ARCH_ARM"],
+                "knownFlags": sorted(SECCOMP_FLAGS),
+                "supportedFlags": sorted(SECCOMP_FLAGS),
             },
             "apparmor": {"enabled": os.path.exists("/sys/kernel/security/apparmor")},
             "selinux": {"enabled": False},
