@@ -24,6 +24,10 @@ class c_ulong(_ctypes._SimpleCData):
     _type_ = "L"
 
 
+class c_char(_ctypes._SimpleCData):
+    _type_ = "c"
+
+
 class _Libc:
     """What a foreign function needs of its library: the dlopen handle (the process's own
     symbols, glibc's among them)."""
@@ -55,8 +59,8 @@ _syscall = _LongFunction(("syscall", _Libc))
 
 # x86_64 and aarch64 numbers of the syscalls glibc 2.36 wraps poorly or not at all.
 _NR = {
-    "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "close_range": 436, "seccomp": 317},
-    "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "close_range": 436, "seccomp": 277},
+    "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "close_range": 436, "seccomp": 317, "bpf": 321},
+    "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "close_range": 436, "seccomp": 277, "bpf": 280},
 }[os.uname().machine]
 
 
@@ -150,3 +154,19 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
     header = _u32(_CAP_V3) + _u32(0)
     data = b"".join(_u32(effective >> s) + _u32(permitted >> s) + _u32(inheritable >> s) for s in (0, 32))
     _check(_syscall(_NR["capset"], header, data), "capset")
+
+
+def address(buf: bytearray) -> int:
+    """Where BUF's bytes are, for a pointer inside a syscall's argument struct. BUF must
+    outlive the call and not be resized before it."""
+    return _ctypes.addressof(c_char.from_buffer(buf))
+
+
+def bpf(cmd: int, attr: bytearray) -> int:
+    """bpf(2) with ATTR as the bytes of its union bpf_attr (the kernel writes some answers
+    back into it); returns what the command returns (a new fd for the loads)."""
+    ret = _syscall(_NR["bpf"], cmd, c_ulong(address(attr)), len(attr))
+    if ret < 0:
+        err = _ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return ret

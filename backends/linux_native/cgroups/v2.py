@@ -1,5 +1,6 @@
 """cgroup v2: one directory; controllers enabled down the tree through
-cgroup.subtree_control; linux.resources converted to the unified files."""
+cgroup.subtree_control; linux.resources converted to the unified files, and the device
+rules to a device program attached to the directory (devices_bpf.py)."""
 
 from __future__ import annotations
 
@@ -106,6 +107,15 @@ class V2Manager(Manager):
                 self._write(name, value)
             except OSError as exc:
                 raise OSError(exc.errno, f"cgroup {name}={value}: {exc.strerror}") from None
+        if resources.get("devices") is not None:
+            self.set_devices(resources["devices"])
+
+    def set_devices(self, rules: list[dict]) -> None:
+        """v2 has no devices controller: the spec's rules then the defaults
+        (device_rules.py) become the cgroup's device program, in place of the old one."""
+        from backends.linux_native.cgroups import device_rules, devices_bpf
+
+        devices_bpf.install(self.path, device_rules.container_rules(rules))
 
     def _frozen_event(self) -> bool:
         try:
@@ -162,11 +172,14 @@ class V2Manager(Manager):
         }
 
     def destroy(self) -> None:
+        from backends.linux_native.cgroups import bpf_prog
+
         if os.path.exists(os.path.join(self.path, "cgroup.kill")):
             try:
                 self._write("cgroup.kill", "1")
             except OSError:
                 pass
+        bpf_prog.remove_all(self.path)  # now, rather than whenever the kernel frees the cgroup
         _rmdir_retry(self.path)
 
     def mount_sources(self) -> list[tuple[str, str]]:
