@@ -191,11 +191,20 @@ class V1Manager(Manager):
 
         parsed = device_rules.container_rules(rules)
         if "devices" in self.paths:
+            lines = [(rule[0], _device_line(rule)) for rule in parsed if rule[4]]  # an empty access changes nothing
             if not parsed or not _resets(parsed[0]):
-                self._write("devices", "devices.deny", "a")
-            for rule in parsed:
-                if rule[4]:  # an empty access changes nothing
-                    self._write("devices", "devices.allow" if rule[0] else "devices.deny", _device_line(rule))
+                lines.insert(0, (False, "a"))
+            files = {allow: os.open(os.path.join(self.paths["devices"], name), os.O_WRONLY | os.O_CLOEXEC)
+                     for allow, name in ((True, "devices.allow"), (False, "devices.deny"))}
+            try:
+                for allow, line in lines:  # one write per rule: the kernel takes one rule per write
+                    try:
+                        os.write(files[allow], line.encode())
+                    except OSError as exc:
+                        raise OSError(exc.errno, f"cgroup devices rule {line!r}: {exc.strerror}") from None
+            finally:
+                for fd in files.values():
+                    os.close(fd)
         if UNIFIED in self.paths:
             from backends.linux_native.cgroups import devices_bpf
 
@@ -268,12 +277,8 @@ class V1Manager(Manager):
         }
 
     def destroy(self) -> None:
-        if UNIFIED in self.paths:
-            from backends.linux_native.cgroups import bpf_prog
-
-            bpf_prog.remove_all(self.paths[UNIFIED])  # now, rather than whenever the kernel frees the cgroup
         for path in self.paths.values():
-            _rmdir_retry(path)
+            _rmdir_retry(path)  # the cgroup2 directory's device program goes with it
 
     def mount_sources(self) -> list[tuple[str, str]]:
         hierarchies = mounted_hierarchies()

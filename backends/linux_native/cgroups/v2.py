@@ -172,15 +172,12 @@ class V2Manager(Manager):
         }
 
     def destroy(self) -> None:
-        from backends.linux_native.cgroups import bpf_prog
-
         if os.path.exists(os.path.join(self.path, "cgroup.kill")):
             try:
                 self._write("cgroup.kill", "1")
             except OSError:
                 pass
-        bpf_prog.remove_all(self.path)  # now, rather than whenever the kernel frees the cgroup
-        _rmdir_retry(self.path)
+        _rmdir_retry(self.path)  # its device program goes with it
 
     def mount_sources(self) -> list[tuple[str, str]]:
         return [(self.path, "")]
