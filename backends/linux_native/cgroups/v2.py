@@ -115,7 +115,14 @@ class V2Manager(Manager):
         (device_rules.py) become the cgroup's device program, in place of the old one."""
         from backends.linux_native.cgroups import device_rules, devices_bpf
 
-        devices_bpf.install(self.path, device_rules.container_rules(rules))
+        try:
+            devices_bpf.install(self.path, device_rules.container_rules(rules))
+        except PermissionError:
+            if not _in_user_namespace():
+                raise
+            from backends.linux_native.log import LOG  # as runc: bpf(2) is root's, not a user namespace's
+
+            LOG.warning("device rules not enforced: no bpf(2) in a user namespace")
 
     def _frozen_event(self) -> bool:
         try:
@@ -181,3 +188,12 @@ class V2Manager(Manager):
 
     def mount_sources(self) -> list[tuple[str, str]]:
         return [(self.path, "")]
+
+
+def _in_user_namespace() -> bool:
+    """Whether this process's uids are mapped (a rootless runtime), rather than the host's."""
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False
