@@ -130,6 +130,10 @@ def _mounts(options: RunOptions, files: ContainerFiles) -> list[dict[str, Any]]:
 
 
 def _resources(options: RunOptions) -> dict[str, Any]:
+    # Device rules as dockerd writes them: deny all. The runtime appends the devices every
+    # container may use (runc's list: mknod, null, zero, full, tty, random, urandom, ptys,
+    # ptmx, tun), as runc and crun do for Docker and hostrt-runtime does too
+    # (backends/linux_native/tables.py), so the list lives in one place.
     resources: dict[str, Any] = {"devices": [{"allow": False, "access": "rwm"}]}
     if options.memory is not None:
         # docker's default --memory-swap is twice the memory (memory + as much swap)
@@ -139,11 +143,6 @@ def _resources(options: RunOptions) -> dict[str, Any]:
     if options.pids_limit is not None:
         resources["pids"] = {"limit": options.pids_limit}
     return resources
-
-
-# The device nodes every container may use: null, zero, full, tty, random, urandom, ptmx, pts.
-_ALLOWED_DEVICES = (("c", 1, 3), ("c", 1, 5), ("c", 1, 7), ("c", 5, 0), ("c", 1, 8), ("c", 1, 9),
-                    ("c", 5, 2), ("c", 136, None))
 
 
 def build_spec(
@@ -167,10 +166,6 @@ def build_spec(
     if options.network != "host":  # joined by path when hostrt made it (bridge), else a new empty one
         namespaces.append({"type": "network", **({"path": netns} if netns else {})})
     resources = _resources(options)
-    resources["devices"] += [
-        {"allow": True, "type": kind, "major": major, **({"minor": minor} if minor is not None else {}), "access": "rwm"}
-        for kind, major, minor in _ALLOWED_DEVICES
-    ]
     linux: dict[str, Any] = {
         "namespaces": namespaces,
         "resources": resources,

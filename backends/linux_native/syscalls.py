@@ -28,6 +28,10 @@ class c_ulong(_ctypes._SimpleCData):
     _type_ = "L"
 
 
+class c_char(_ctypes._SimpleCData):
+    _type_ = "c"
+
+
 class _Libc:
     """What a foreign function needs of its library: the dlopen handle (the process's own
     symbols, glibc's among them)."""
@@ -59,8 +63,10 @@ _syscall = _LongFunction(("syscall", _Libc))
 
 # x86_64 and aarch64 numbers of the syscalls glibc 2.36 wraps poorly or not at all.
 _NR = {
-    "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "close_range": 436, "seccomp": 317, "mount_setattr": 442},
-    "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "close_range": 436, "seccomp": 277, "mount_setattr": 442},
+    "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "close_range": 436, "seccomp": 317, "mount_setattr": 442,
+               "bpf": 321},
+    "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "close_range": 436, "seccomp": 277, "mount_setattr": 442,
+                "bpf": 280},
 }[os.uname().machine]
 
 
@@ -170,10 +176,6 @@ def capset(effective: int, permitted: int, inheritable: int) -> None:
     _check(_syscall(_NR["capset"], header, data), "capset")
 
 
-class _c_char(_ctypes._SimpleCData):
-    _type_ = "c"
-
-
 _SECCOMP_SET_MODE_FILTER = 1
 
 
@@ -185,7 +187,23 @@ def seccomp_set_filter(program: bytes, flags: int) -> None:
     count, rest = divmod(len(program), 8)
     if rest or not 0 < count <= 0xFFFF:
         raise OSError(22, f"seccomp: a BPF program of {len(program)} bytes is not whole instructions")
-    buffer_type = type("_Program", (_ctypes.Array,), {"_type_": _c_char, "_length_": len(program)})
+    buffer_type = type("_Program", (_ctypes.Array,), {"_type_": c_char, "_length_": len(program)})
     buffer = buffer_type.from_buffer_copy(program)
     fprog = count.to_bytes(2, sys.byteorder) + bytes(6) + _ctypes.addressof(buffer).to_bytes(8, sys.byteorder)
     _check(_syscall(_NR["seccomp"], _SECCOMP_SET_MODE_FILTER, c_ulong(flags), fprog), "seccomp")
+
+
+def address(buf: bytearray) -> int:
+    """Where BUF's bytes are, for a pointer inside a syscall's argument struct. BUF must
+    outlive the call and not be resized before it."""
+    return _ctypes.addressof(c_char.from_buffer(buf))
+
+
+def bpf(cmd: int, attr: bytearray) -> int:
+    """bpf(2) with ATTR as the bytes of its union bpf_attr (the kernel writes some answers
+    back into it); returns what the command returns (a new fd for the loads)."""
+    ret = _syscall(_NR["bpf"], cmd, c_ulong(address(attr)), len(attr))
+    if ret < 0:
+        err = _ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+    return ret

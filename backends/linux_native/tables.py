@@ -151,9 +151,13 @@ DEFAULT_SYMLINKS: dict[str, str] = {
     "/dev/core": "/proc/kcore",
 }
 
-# Device cgroup rules always allowed (besides the spec's), as type, major, minor, access.
+# Device cgroup rules every container gets after the spec's (so the spec cannot deny them),
+# as type, major, minor (-1: any), access: runc's list, which Docker's containers get: mknod
+# of any node (opening one is another matter), null, random, full, tty, zero, urandom, the
+# ptys, ptmx, and /dev/net/tun (kept by runc for compatibility). Not the host's console
+# (5:1): a container's /dev/console is a pty.
 DEFAULT_DEVICE_RULES: tuple[tuple[str, int, int, str], ...] = (
-    ("c", 1, 3, "rwm"), ("c", 1, 5, "rwm"), ("c", 1, 7, "rwm"), ("c", 1, 8, "rwm"),
-    ("c", 1, 9, "rwm"), ("c", 5, 0, "rwm"), ("c", 5, 1, "rwm"), ("c", 5, 2, "rwm"),
-    ("c", 136, -1, "rwm"), ("c", 10, 200, "rwm"),
+    ("c", -1, -1, "m"), ("b", -1, -1, "m"),
+    ("c", 1, 3, "rwm"), ("c", 1, 8, "rwm"), ("c", 1, 7, "rwm"), ("c", 5, 0, "rwm"), ("c", 1, 5, "rwm"),
+    ("c", 1, 9, "rwm"), ("c", 136, -1, "rwm"), ("c", 5, 2, "rwm"), ("c", 10, 200, "rwm"),
 )

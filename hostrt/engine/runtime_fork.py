@@ -15,7 +15,8 @@ from pathlib import Path
 
 # The runtime modules a create/start/delete needs, imported once by `preload`.
 _PRELOAD = ("backends.linux_native.__main__", "backends.linux_native.ops.create", "backends.linux_native.ops.start",
-            "backends.linux_native.ops.delete", "backends.linux_native.process", "backends.linux_native.init")
+            "backends.linux_native.ops.delete", "backends.linux_native.process", "backends.linux_native.init",
+            "backends.linux_native.cgroups.devices_bpf", "backends.linux_native.cgroups.bpf_prog")
 
 
 def is_own_runtime(binary: str) -> bool:
@@ -34,8 +35,10 @@ def preload() -> bool:
             for module in _PRELOAD:
                 __import__(module)
             from backends.linux_native import seccomp
+            from backends.linux_native.cgroups import devices_bpf
 
             seccomp.preload()
+            devices_bpf.preload()
             _loaded = True
         except ImportError:
             _loaded = False

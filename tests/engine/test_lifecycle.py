@@ -174,6 +174,19 @@ def test_pids_limit_holds_a_fork_bomb(hostrt: Hostrt) -> None:
     assert 10 <= int(done.stdout.strip().splitlines()[-1]) <= 20, done.stdout + done.stderr
 
 
+def test_host_devices_stay_out_of_reach(hostrt: Hostrt) -> None:
+    """Docker's device rules: root in the container may mknod (CAP_MKNOD, `c *:* m`), but
+    not open the node of the kernel log (c 1:11) or of a disk (b 7:0, loop0); the standard
+    devices work."""
+    script = ("mknod /dev/k c 1 11; echo mknod=$?; (: > /dev/k); echo kmsg=$?; "
+              "mknod /dev/d b 7 0 && dd if=/dev/d of=/dev/null count=1; echo disk=$?; "
+              "echo y > /dev/null; echo null=$?; head -c 3 /dev/zero | wc -c")
+    done = hostrt("run", "--rm", "busybox", "sh", "-c", script)
+    results = dict(line.split("=") for line in done.stdout.split() if "=" in line)
+    assert results == {"mknod": "0", "kmsg": "1", "disk": "1", "null": "0"}, done.stdout + done.stderr
+    assert done.stdout.split()[-1] == "3" and done.stderr.count("Operation not permitted") == 2, done.stderr
+
+
 def test_an_image_in_use_cannot_be_removed(hostrt: Hostrt) -> None:
     container_id = hostrt.ok("create", "busybox", "true").strip()
     refused = hostrt("rmi", "busybox")

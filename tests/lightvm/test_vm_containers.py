@@ -310,3 +310,16 @@ def test_workdir_on_a_descriptor_stays_in_the_vm_container(vm_hostrt: Hostrt) ->
         assert vm_hostrt.ok("exec", "-w", "/tmp", cid, "pwd") == "/tmp\n"
     finally:
         vm_hostrt("rm", "-f", cid)
+
+
+def test_device_rules_hold_in_a_cgroup_v2_guest(vm_hostrt: Hostrt) -> None:
+    """The guest boots cgroup v2, which has no devices controller: the runtime's device
+    program must refuse a node made for the kernel log (c 1:11), and leave /dev/null usable."""
+    script = ("cat /proc/self/cgroup; mknod /dev/k c 1 11 && (echo x > /dev/k); echo kmsg=$?; "
+              "echo y > /dev/null; echo null=$?")
+    done = vm_hostrt("run", "--backend", "lightvm", "--rm", "busybox", "sh", "-c", script, timeout=900)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0] == "0::/", f"not a cgroup v2 guest: {done.stdout}"
+    assert "kmsg=0" not in lines and "Operation not permitted" in done.stderr, done.stdout + done.stderr
+    assert "null=0" in lines, done.stdout + done.stderr

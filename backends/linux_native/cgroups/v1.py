@@ -52,12 +52,14 @@ BLKIO_DEVICE_LISTS: dict[str, tuple[str, str]] = {
 
 
 _HIERARCHIES: dict[str, str] | None = None
+UNIFIED = "unified"  # the key of a hybrid host's cgroup2 directory in V1Manager.paths
 
 
 def mounted_hierarchies() -> dict[str, str]:
     """controller (or name=X) -> mount point, from /proc/self/mountinfo, read once per
     process: the kernel takes about a millisecond to render that file, and create needs
-    it twice (the cgroup paths, then the container's /sys/fs/cgroup binds)."""
+    it twice (the cgroup paths, then the container's /sys/fs/cgroup binds). A hybrid
+    host's cgroup2 mount is under UNIFIED."""
     global _HIERARCHIES
     if _HIERARCHIES is None:
         _HIERARCHIES = _read_hierarchies()
@@ -70,6 +72,8 @@ def _read_hierarchies() -> dict[str, str]:
         for line in f:
             left, _, right = line.partition(" - ")
             fstype, _source, superopts = right.split()[:3]
+            if fstype == "cgroup2":
+                found.setdefault(UNIFIED, left.split()[4])
             if fstype != "cgroup":
                 continue
             mountpoint = left.split()[4]
@@ -84,18 +88,24 @@ def own_cgroups() -> dict[str, str]:
     own: dict[str, str] = {}
     with open("/proc/self/cgroup") as f:
         for line in f:
-            _, controllers, path = line.rstrip("\n").split(":", 2)
+            hierarchy, controllers, path = line.rstrip("\n").split(":", 2)
             for c in controllers.split(","):
                 if c:
                     own[c] = path
+            if hierarchy == "0" and not controllers:
+                own[UNIFIED] = path
     return own
 
 
 class V1Manager(Manager):
+    """The v1 controllers, and on a hybrid host the container's own cgroup2 directory too
+    (paths[UNIFIED]): the processes move there as well, so the device program attached to
+    it holds beside the devices controller (or in its place when v1 has none)."""
+
     version = 1
 
     def __init__(self, paths: dict[str, str]) -> None:
-        self.paths = paths  # controller -> absolute directory
+        self.paths = paths  # controller (or UNIFIED) -> absolute directory
 
     @classmethod
     def for_path(cls, path: str) -> "V1Manager":
@@ -170,25 +180,42 @@ class V1Manager(Manager):
             self._write("hugetlb", f"hugetlb.{limit['pageSize']}.limit_in_bytes", str(limit["limit"]))
         for prio in (resources.get("network") or {}).get("priorities") or ():
             self._write("net_prio", "net_prio.ifpriomap", f"{prio['name']} {prio['priority']}")
-        if "devices" in self.paths and resources.get("devices") is not None:
-            self.set_devices(resources.get("devices") or [])
+        if resources.get("devices") is not None:
+            self.set_devices(resources["devices"])
 
     def set_devices(self, rules: list[dict]) -> None:
-        from backends.linux_native.tables import DEFAULT_DEVICE_RULES
+        """The spec's device rules then the defaults, after a deny-all unless the spec
+        starts with its own all-devices rule (device_rules.py): into the devices controller,
+        and as a device program on the hybrid host's cgroup2 directory."""
+        from backends.linux_native.cgroups import device_rules
 
-        def rule(kind: str, major: int | None, minor: int | None, access: str) -> str:
-            maj = "*" if major is None or major < 0 else str(major)
-            mnr = "*" if minor is None or minor < 0 else str(minor)
-            return f"{kind} {maj}:{mnr} {access}"
+        parsed = device_rules.container_rules(rules)
+        if "devices" in self.paths:
+            lines = [(rule[0], _device_line(rule)) for rule in parsed if rule[4]]  # an empty access changes nothing
+            if not parsed or not _resets(parsed[0]):
+                lines.insert(0, (False, "a"))
+            files = {allow: os.open(os.path.join(self.paths["devices"], name), os.O_WRONLY | os.O_CLOEXEC)
+                     for allow, name in ((True, "devices.allow"), (False, "devices.deny"))}
+            try:
+                for allow, line in lines:  # one write per rule: the kernel takes one rule per write
+                    try:
+                        os.write(files[allow], line.encode())
+                    except OSError as exc:
+                        raise OSError(exc.errno, f"cgroup devices rule {line!r}: {exc.strerror}") from None
+            finally:
+                for fd in files.values():
+                    os.close(fd)
+        if UNIFIED in self.paths:
+            from backends.linux_native.cgroups import devices_bpf
 
-        for r in rules:
-            kind = r.get("type") or "a"
-            line = "a" if kind == "a" and r.get("major") is None and r.get("minor") is None else rule(
-                kind, r.get("major"), r.get("minor"), r.get("access") or "rwm"
-            )
-            self._write("devices", "devices.allow" if r.get("allow") else "devices.deny", line)
-        for kind, major, minor, access in DEFAULT_DEVICE_RULES:
-            self._write("devices", "devices.allow", rule(kind, major, minor, access))
+            try:
+                devices_bpf.install(self.paths[UNIFIED], parsed)
+            except OSError as exc:
+                if "devices" not in self.paths:
+                    raise
+                from backends.linux_native.log import LOG
+
+                LOG.warning(f"{exc.strerror}; the devices controller still holds")
 
     def _freezer(self, state: str) -> None:
         self._write("freezer", "freezer.state", state)
@@ -251,15 +278,29 @@ class V1Manager(Manager):
 
     def destroy(self) -> None:
         for path in self.paths.values():
-            _rmdir_retry(path)
+            _rmdir_retry(path)  # the cgroup2 directory's device program goes with it
 
     def mount_sources(self) -> list[tuple[str, str]]:
         hierarchies = mounted_hierarchies()
         by_mount: dict[str, str] = {}
         for controller, mountpoint in hierarchies.items():
-            if controller in self.paths:
+            if controller in self.paths and controller != UNIFIED:  # as runc: the v1 hierarchies only
                 by_mount[mountpoint] = self.paths[controller]
         return [(path, os.path.basename(mountpoint)) for mountpoint, path in by_mount.items()]
+
+
+def _resets(rule: tuple) -> bool:
+    """A rule v1 takes as `a`: every device, the whole list replaced."""
+    return rule[1] == "a" and rule[2] < 0 and rule[3] < 0
+
+
+def _device_line(rule: tuple) -> str:
+    """A parsed rule (device_rules.Rule) in devices.allow / devices.deny syntax."""
+    _allow, kind, major, minor, access = rule
+    if _resets(rule):
+        return "a"
+    letters = "".join(letter for bit, letter in ((2, "r"), (4, "w"), (1, "m")) if access & bit)
+    return f"{kind} {'*' if major < 0 else major}:{'*' if minor < 0 else minor} {letters}"
 
 
 def _make_cpuset(path: str) -> None:

@@ -1,5 +1,6 @@
 """cgroup v2: one directory; controllers enabled down the tree through
-cgroup.subtree_control; linux.resources converted to the unified files."""
+cgroup.subtree_control; linux.resources converted to the unified files, and the device
+rules to a device program attached to the directory (devices_bpf.py)."""
 
 from __future__ import annotations
 
@@ -106,6 +107,22 @@ class V2Manager(Manager):
                 self._write(name, value)
             except OSError as exc:
                 raise OSError(exc.errno, f"cgroup {name}={value}: {exc.strerror}") from None
+        if resources.get("devices") is not None:
+            self.set_devices(resources["devices"])
+
+    def set_devices(self, rules: list[dict]) -> None:
+        """v2 has no devices controller: the spec's rules then the defaults
+        (device_rules.py) become the cgroup's device program, in place of the old one."""
+        from backends.linux_native.cgroups import device_rules, devices_bpf
+
+        try:
+            devices_bpf.install(self.path, device_rules.container_rules(rules))
+        except PermissionError:
+            if not _in_user_namespace():
+                raise
+            from backends.linux_native.log import LOG  # as runc: bpf(2) is root's, not a user namespace's
+
+            LOG.warning("device rules not enforced: no bpf(2) in a user namespace")
 
     def _frozen_event(self) -> bool:
         try:
@@ -167,7 +184,16 @@ class V2Manager(Manager):
                 self._write("cgroup.kill", "1")
             except OSError:
                 pass
-        _rmdir_retry(self.path)
+        _rmdir_retry(self.path)  # its device program goes with it
 
     def mount_sources(self) -> list[tuple[str, str]]:
         return [(self.path, "")]
+
+
+def _in_user_namespace() -> bool:
+    """Whether this process's uids are mapped (a rootless runtime), rather than the host's."""
+    try:
+        with open("/proc/self/uid_map") as f:
+            return f.read().split() != ["0", "0", "4294967295"]
+    except OSError:
+        return False

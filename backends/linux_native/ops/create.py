@@ -16,14 +16,13 @@ def main(command: str, glob, opts) -> int:
 
 
 def _resources(spec) -> dict:
-    """linux.resources plus an allow rule for every linux.devices entry (as runc)."""
+    """linux.resources with device rules always there, even when the spec has none (the
+    cgroup then allows only the defaults, as runc: cgroups/device_rules.py), and an allow
+    for each node linux.devices creates."""
+    from backends.linux_native.cgroups.device_rules import node_allows
+
     resources = dict(spec.resources)
-    if spec.devices and resources.get("devices") is not None:
-        resources["devices"] = list(resources["devices"]) + [
-            {"allow": True, "type": "c" if d.type == "u" else d.type, "major": d.major, "minor": d.minor, "access": "rwm"}
-            for d in spec.devices
-            if d.type in ("c", "u", "b")  # FIFOs are not subject to the devices cgroup
-        ]
+    resources["devices"] = list(resources.get("devices") or ()) + node_allows([(d.type, d.major, d.minor) for d in spec.devices])
     return resources
 
 
@@ -70,8 +69,7 @@ def create(root: str, container_id: str, bundle: str, opts, reaper: bool = False
 
         def prepare_cgroup() -> None:
             manager.create()
-            if resources:
-                manager.set(resources)
+            manager.set(resources)
 
         if opts.console_socket:
             import socket

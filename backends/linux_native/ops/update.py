@@ -45,7 +45,14 @@ def main(command: str, glob, opts) -> int:
         if value is None:
             continue
         resources.setdefault(section, {})[key] = parse_bytes(value) if kind == "bytes" else value
-    cgroups.manager_for(ctr.data.get("cgroup") or {}).set(resources)
+    applied = resources
+    if resources.get("devices") is not None:  # new device rules: the nodes of linux.devices stay usable
+        from backends.linux_native.cgroups.device_rules import node_allows
+
+        nodes = ((ctr.data.get("config") or {}).get("linux") or {}).get("devices") or ()
+        applied = dict(resources, devices=list(resources["devices"]) + node_allows(
+            [(d.get("type", "c"), int(d.get("major", 0)), int(d.get("minor", 0))) for d in nodes]))
+    cgroups.manager_for(ctr.data.get("cgroup") or {}).set(applied)
     config = ctr.data.setdefault("config", {}).setdefault("linux", {})
     merged = config.setdefault("resources", {})
     for section, values in resources.items():
