@@ -22,7 +22,7 @@ import _ctypes
 import sys
 
 from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
-from backends.linux_native.syscalls import _libc, _syscall, c_long
+from backends.linux_native.syscalls import _libc, _syscall, c_char, c_long
 
 O_PATH: int = os.O_PATH
 O_CLOEXEC: int = os.O_CLOEXEC
@@ -58,8 +58,7 @@ def _on_procfs(fd: int) -> bool:
     first field, a long, is f_type."""
     global _statfs_buffer
     if _statfs_buffer is None:
-        char = type("c_char", (_ctypes._SimpleCData,), {"_type_": "c"})
-        _statfs_buffer = type("StatfsBuffer", (_ctypes.Array,), {"_type_": char, "_length_": 256})
+        _statfs_buffer = type("StatfsBuffer", (_ctypes.Array,), {"_type_": c_char, "_length_": 256})
     buf = _statfs_buffer()
     if _libc.fstatfs(fd, buf) < 0:
         return False
