@@ -272,8 +272,6 @@ class Monitor:
     def _remove(self, item: Watched) -> None:
         """Remove a --rm container under its lock; if another command holds it, try again later
         (that command may be its client, recording the start: never wait for it here)."""
-        import shutil
-
         for fd in list(item.streams):
             self._close_stream(fd, item)
         from hostrt.network import attach
@@ -292,9 +290,8 @@ class Monitor:
                 attach.teardown(item.directory, item.container_id)
                 unmount_rootfs(item.directory)
                 store.remove(item.container_id)
-            except OSError as err:
+            except OSError as err:  # what is left, `system prune` finds
                 note(f"cannot remove {item.container_id[:12]}: {err}")
-                shutil.rmtree(item.directory, ignore_errors=True)
 
     def take_over(self) -> None:
         """Serve again the ports a killed monitor held for containers that still run."""
@@ -339,7 +336,8 @@ class Monitor:
             return
         self._drop_client(client)
         if not chunk:
-            return  # the client went away before its request was whole
+            client.close()  # it went away before its request was whole
+            return
         try:
             request = json.loads(client.data)
             reply = self.start(request) if request.get("op") == "start" else self.status()
