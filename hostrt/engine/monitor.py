@@ -36,8 +36,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from hostrt.engine import logfile, supervise
-from hostrt.engine.dir_locks import BUSY, GONE
-from hostrt.engine.record_store import BaseRecordStore
 from hostrt.engine.runtime_cli import Runtime, RuntimeCallError
 from hostrt.engine.snapshot import unmount_rootfs
 from hostrt.network import proxy, takeover
@@ -274,6 +272,8 @@ class Monitor:
         (that command may be its client, recording the start: never wait for it here)."""
         for fd in list(item.streams):
             self._close_stream(fd, item)
+        from hostrt.engine.dir_locks import BUSY, GONE
+        from hostrt.engine.record_store import BaseRecordStore
         from hostrt.network import attach
 
         store = BaseRecordStore(item.directory.parent)
