@@ -10,14 +10,15 @@ The lock is on the directory itself, so it needs no file that could be recreated
 removal, and it survives the rename that publishes a new container. Whoever waited for it
 checks that the path still names the directory it locked: a container removed meanwhile is
 `GONE`, never recreated. The kernel drops the lock when its last holder dies. Standard
-library only (the monitor uses it).
+library only (the monitor uses it). Windows has no flock and opens no directories: there
+only the check that the directory exists remains (its containers run in VMs).
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +40,8 @@ class DirLocks:
         if held is not None:
             held[1] += 1
             return HELD
+        if sys.platform == "win32":
+            return HELD if os.path.isdir(key) else GONE
         try:
             fd = os.open(key, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
         except (FileNotFoundError, NotADirectoryError):
@@ -69,6 +72,8 @@ class DirLocks:
         """Unlock and close whatever depth is held (the directory was removed)."""
         held = self._held.pop(str(path), None)
         if held is not None:
+            import fcntl
+
             try:
                 fcntl.flock(held[0], fcntl.LOCK_UN)
             finally:
@@ -97,6 +102,8 @@ class DirLocks:
 
 
 def _lock(fd: int, timeout: float | None) -> bool:
+    import fcntl
+
     if timeout is None:
         fcntl.flock(fd, fcntl.LOCK_EX)
         return True
