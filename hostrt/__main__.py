@@ -15,6 +15,17 @@ def _debug_requested(argv: list[str]) -> bool:
     return "--debug" in argv or os.environ.get("HOSTRT_DEBUG") not in (None, "", "0")
 
 
+def _secure_roots() -> None:
+    """Every command first makes sure other users cannot reach hostrt's data (one stat per root)."""
+    from hostrt.paths import Paths
+    from hostrt.private_dirs import secure
+
+    try:
+        secure(Paths.default())
+    except OSError as err:
+        raise HostrtError(f"cannot prepare hostrt's directories: {err}") from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code; user mistakes never show a traceback unless --debug.
     From the command line (argv None) the resident engine server runs it when there is one."""
@@ -32,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
         server_client.spawn_server()
     debug = _debug_requested(args)
     try:
+        _secure_roots()
         if args[:1] == ["run"]:
             from hostrt.cli_fast import run_fast
 

@@ -35,7 +35,7 @@ MAX_REQUEST = 4 << 20
 # What a command needs, imported once before serving: each worker starts with it loaded.
 # Listed from what common commands import lazily (ps, run, logs, inspect, images, info,
 # machine ls, run --backend lightvm); a module missing here is imported by each worker.
-PRELOAD = ("hostrt.__main__", "hostrt.cli", "hostrt.cli_fast", "hostrt.engine.containers", "hostrt.engine.create",
+PRELOAD = ("hostrt.__main__", "hostrt.private_dirs", "hostrt.cli", "hostrt.cli_fast", "hostrt.engine.containers", "hostrt.engine.create",
            "hostrt.engine.native", "hostrt.engine.foreground", "hostrt.engine.run_cache", "hostrt.engine.console",
            "hostrt.engine.plain_records", "hostrt.engine.monitor_client", "hostrt.images.store", "hostrt.images.local",
            "hostrt.network.choice", "hostrt.network.ports", "hostrt.network.proxy", "hostrt.network.report",

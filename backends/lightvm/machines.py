@@ -71,7 +71,7 @@ def init_machine(root: Path, settings: MachineSettings, guest: "GuestImage") -> 
     target = machine_dir(root, settings.name)
     if target.path.exists():
         raise UsageError(f"machine {settings.name} already exists")
-    root.mkdir(parents=True, exist_ok=True)
+    root.mkdir(mode=0o700, parents=True, exist_ok=True)
     staging = MachineDir(Path(tempfile.mkdtemp(dir=root, prefix=f".{settings.name}.")))
     try:
         client_key, host_key = keys.new_key(), keys.new_key()

@@ -19,10 +19,15 @@ import json
 import os
 import socket
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from backends.lightvm.guest_ports import GUEST_ADDRESS
 from hostrt.engine import failpoints
 from hostrt.errors import HostrtError, UsageError
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+    from contextlib import AbstractContextManager
 
 PLAN_FILE = "vmports.json"
 PUBLISHED_FILE = "published.json"  # what `hostrt port` and `inspect` read, as for native containers
@@ -129,10 +134,13 @@ def close_forwards(container_dir: Path) -> bool:
     return True
 
 
-def prune(containers_dir: Path, live: set[str]) -> list[str]:
-    """Forwards whose container is not running (or has no record left): removed."""
+def prune(containers_dir: Path, unused: "Callable[[str], AbstractContextManager[bool]]") -> list[str]:
+    """Forwards whose container is not running (or has no record left): removed. `unused(id)`
+    holds that container for its block and says whether it is not running (asked late: a
+    container may start meanwhile)."""
     removed = []
     for path in containers_dir.glob(f"*/{PLAN_FILE}"):
-        if path.parent.name not in live and close_forwards(path.parent):
-            removed.append(f"port forwards of {path.parent.name[:12]}")
+        with unused(path.parent.name) as free:
+            if free and close_forwards(path.parent):
+                removed.append(f"port forwards of {path.parent.name[:12]}")
     return removed

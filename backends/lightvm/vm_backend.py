@@ -322,6 +322,9 @@ class LightVMBackend:
     def signal(self, record: ContainerRecord, signal: str, all_processes: bool = False) -> None:
         self._call(record, "kill", record.id, signal)
 
+    def started(self, record: ContainerRecord) -> dict | None:
+        return None  # the guest side starts a detached container within the request that records it
+
     def ended(self, record: ContainerRecord) -> dict | None:
         if record.id in self._ended:  # an attached run of this process saw it end
             self._forwards(record, up=False)

@@ -111,7 +111,7 @@ def new(root: str, container_id: str) -> Container:
     from backends.linux_native.errors import ContainerExists
 
     check_id(container_id)
-    os.makedirs(root, mode=0o711, exist_ok=True)
+    os.makedirs(root, mode=0o700, exist_ok=True)  # as runc: only its owner may reach the state
     path = os.path.join(root, container_id)
     try:
         os.mkdir(path, 0o711)

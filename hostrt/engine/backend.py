@@ -27,6 +27,10 @@ class Backend(Protocol):
     def signal(self, record: ContainerRecord, signal: str, all_processes: bool = False) -> None:
         """Deliver `signal` (a SIG* name) to the container's init (or all its processes)."""
 
+    def started(self, record: ContainerRecord) -> dict | None:
+        """{"pid", "started_at"} of a container started for a client that died before it
+        recorded the start (the monitor finished it); None otherwise."""
+
     def ended(self, record: ContainerRecord) -> dict | None:
         """{"exit_code", "oom_killed", "finished_at"} once the container has ended, else None."""
 

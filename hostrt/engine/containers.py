@@ -69,17 +69,30 @@ class Engine:
 
     # -- reading ------------------------------------------------------------------------
     def refresh(self, record: ContainerRecord) -> ContainerRecord:
-        """Fold in what happened without hostrt watching: an exit, or a vanished process."""
+        """Fold in what happened without hostrt watching: a start whose client died, an exit,
+        or a vanished process. Written back when no other command holds the container; a
+        write that fails (a full disk) leaves the record as it was, to be folded again."""
+        changed = False
+        if record.status == "created":
+            started = self.backend(record).started(record)
+            if started is None:
+                return record
+            record.status, record.pid, record.started_at = "running", int(started["pid"]), float(started["started_at"])
+            changed = True
         if record.status not in ACTIVE:
             return record
         ended = self.backend(record).ended(record)
-        if ended is None:
-            return record
-        record.status = "exited"
-        record.exit_code = int(ended["exit_code"])
-        record.oom_killed = bool(ended["oom_killed"])
-        record.finished_at = float(ended["finished_at"])
-        self.records.save(record)
+        if ended is not None:
+            record.status = "exited"
+            record.exit_code = int(ended["exit_code"])
+            record.oom_killed = bool(ended["oom_killed"])
+            record.finished_at = float(ended["finished_at"])
+            changed = True
+        if changed:
+            try:
+                self.records.save_if_free(record)
+            except OSError:
+                pass
         return record
 
     def find(self, ref: str) -> ContainerRecord:
@@ -91,22 +104,28 @@ class Engine:
 
     # -- running ------------------------------------------------------------------------
     def mark_started(self, record: ContainerRecord, pid: int) -> None:
+        """Record the start; from now on the container is no longer this command's alone."""
         record.status, record.pid, record.started_at = "running", pid, time.time()
         record.exit_code, record.finished_at, record.oom_killed = None, None, False
         self.records.save(record)
+        self.records.started(record.id)
 
     def run_attached(self, record: ContainerRecord, interactive: bool) -> int:
         """Run in the foreground; the container's exit code. `--rm` removes it however it ends."""
         try:
+            self.records.hold_until_started(record.id)
             code = self.backend(record).run_attached(record, interactive)
             self.refresh(record)
             return code
         finally:
+            self.records.started(record.id)  # a start that failed
             if record.auto_remove:
                 self.remove(record, force=True)
 
     def start_detached(self, record: ContainerRecord) -> None:
-        self.mark_started(record, self.backend(record).start_detached(record))
+        """Start under the container's lock, which goes to the monitor with the request."""
+        with self.records.locked(record.id):
+            self.mark_started(record, self.backend(record).start_detached(record))
 
     # -- stopping -----------------------------------------------------------------------
     def kill(self, ref: str, signal: str = "SIGKILL") -> ContainerRecord:
@@ -151,19 +170,21 @@ class Engine:
     def remove(self, ref: str | ContainerRecord, force: bool = False) -> ContainerRecord:
         """Delete the container and everything it owns; a running one only with force."""
         record = self.find(ref) if isinstance(ref, str) else ref
-        backend = self.backend(record)
-        if record.status in ACTIVE:
-            if not force:
-                raise ConflictError(
-                    f"cannot remove container {record.name}: it is {record.status}; stop it first or use rm -f")
-            try:
-                backend.signal(record, "SIGKILL", all_processes=True)
-            except HostrtError:
-                pass  # already gone
-            self.wait(record.id, 10)
-        backend.delete(record)
-        failpoints.reached("rm-after-delete")
-        self.records.remove(record.id)
+        with self.records.locked(record.id):
+            record = self.refresh(self.records.load(record.id) or record)  # as it is now, not as first read
+            backend = self.backend(record)
+            if record.status in ACTIVE:
+                if not force:
+                    raise ConflictError(
+                        f"cannot remove container {record.name}: it is {record.status}; stop it first or use rm -f")
+                try:
+                    backend.signal(record, "SIGKILL", all_processes=True)
+                except HostrtError:
+                    pass  # already gone
+                self.wait(record.id, 10)
+            backend.delete(record)
+            failpoints.reached("rm-after-delete")
+            self.records.remove(record.id)
         return record
 
     def pause(self, ref: str, resume: bool = False) -> ContainerRecord:

@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from hostrt.engine import failpoints
 from hostrt.engine.runtime_cli import Runtime
 from hostrt.errors import HostrtError
 from hostrt.locks import file_lock
@@ -16,11 +17,16 @@ from hostrt.paths import Paths
 SOCKET_NAME = "monitor.sock"
 
 
-def _send(path: Path, request: dict, timeout: float) -> dict:
+def _send(path: Path, request: dict, timeout: float, lock_fd: int | None = None) -> dict:
+    """One request and its reply; `lock_fd` (a container's lock) goes with the request's first bytes."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(timeout)
         conn.connect(str(path))
-        conn.sendall(json.dumps(request).encode() + b"\n")
+        failpoints.reached("monitor-connected")
+        data = json.dumps(request).encode() + b"\n"
+        sent = socket.send_fds(conn, [data], [lock_fd]) if lock_fd is not None else 0
+        conn.sendall(data[sent:])
+        failpoints.reached("monitor-request-sent")
         data = b""
         while not data.endswith(b"\n"):
             chunk = conn.recv(65536)
@@ -31,7 +37,7 @@ def _send(path: Path, request: dict, timeout: float) -> dict:
 
 
 def _spawn(paths: Paths, runtime: Runtime, sock: Path) -> None:
-    paths.run.mkdir(parents=True, exist_ok=True)
+    paths.run.mkdir(mode=0o700, parents=True, exist_ok=True)
     with file_lock(paths.run / "monitor.lock"):
         try:
             _send(sock, {"op": "ping"}, 2)
@@ -51,12 +57,12 @@ def _spawn(paths: Paths, runtime: Runtime, sock: Path) -> None:
             raise HostrtError(f"the container monitor failed to start (see {paths.run / 'monitor.log'})")
 
 
-def ask_monitor(paths: Paths, runtime: Runtime, request: dict, timeout: float = 60) -> dict:
+def ask_monitor(paths: Paths, runtime: Runtime, request: dict, timeout: float = 60, lock_fd: int | None = None) -> dict:
     """Send one request; a missing or exiting monitor is (re)started and asked again once."""
     sock = paths.run / SOCKET_NAME
     for attempt in range(2):
         try:
-            return _send(sock, request, timeout)
+            return _send(sock, request, timeout, lock_fd)
         except (FileNotFoundError, ConnectionRefusedError, ConnectionResetError, BrokenPipeError):
             if attempt == 1:
                 raise

@@ -73,7 +73,9 @@ class NativeBackend:
     def _reset(self, record: ContainerRecord) -> None:
         """Before a (re)start: no runtime state or exit file of an earlier run may remain."""
         self.runtime.delete(record.id, force=True)
-        (self.directory(record) / supervise.EXIT_FILE).unlink(missing_ok=True)
+        for name in (supervise.EXIT_FILE, supervise.STARTED_FILE):
+            (self.directory(record) / name).unlink(missing_ok=True)
+        supervise.reserve_exit(self.directory(record))
 
     def record_end(self, record: ContainerRecord, exit_code: int) -> None:
         """Write the exit file for a container this process waited for."""
@@ -83,8 +85,11 @@ class NativeBackend:
         from hostrt.engine.monitor_client import ask_monitor
 
         self._reset(record)
+        # The container's lock goes with the request: if this process dies before it records
+        # the start, the monitor still holds the container until it has written `started`.
         reply = ask_monitor(self.paths, self.runtime, {"op": "start", "id": record.id, "dir": str(self.directory(record)),
-                                                       "auto_remove": record.auto_remove, "tty": record.options.tty})
+                                                       "auto_remove": record.auto_remove, "tty": record.options.tty},
+                            lock_fd=self.records.lock_fd(record.id))
         if not reply.get("ok"):
             if reply.get("pid"):
                 self.on_started(record, int(reply["pid"]))
@@ -101,6 +106,9 @@ class NativeBackend:
                 os.kill(record.pid, signals.SIGKILL)
             except ProcessLookupError:
                 pass
+
+    def started(self, record: ContainerRecord) -> dict | None:
+        return supervise.read_started(self.directory(record))
 
     def ended(self, record: ContainerRecord) -> dict | None:
         directory = self.directory(record)

@@ -4,17 +4,27 @@ A hostrt killed mid-`run` or mid-`rm` can leave a container directory without a 
 overlay still mounted, runtime state or a cgroup for a container no record names. Each is
 found from the container directory or the runtime's state directory and removed; cgroups
 only for ids this root knows (other roots share the /hostrt cgroup names).
+
+Other commands run meanwhile. Each container is judged under its lock (never waited for):
+one that another command holds — a `run` creating or starting it, an `rm` — is not ours to
+touch now, and a record is read again once held, so a container that started after the
+first listing is seen running. What has no container directory is a leftover for good,
+because a container's directory appears (with its record) before anything else of it.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from hostrt.engine.containers import Engine
+from hostrt.engine.containers import ACTIVE, Engine
+from hostrt.engine.dir_locks import BUSY, GONE, HELD
 from hostrt.engine.ids import ID_PATTERN
+from hostrt.engine.record_store import NEW_PREFIX, REMOVED_PREFIX
 from hostrt.engine.snapshot import unmount_rootfs
 from hostrt.network import cleanup as network_cleanup
 
@@ -57,37 +67,72 @@ def _ids_of_this_root(engine: Engine, record_ids: set[str]) -> set[str]:
     return known
 
 
+@contextmanager
+def _judged(engine: Engine, container_id: str, keep: tuple[str, ...]) -> Iterator[bool]:
+    """Whether what `container_id` left may go, decided and acted on under its lock: yes if
+    it has no container directory, or nobody else holds it and its record (read now) is
+    missing or in none of the `keep` states; never while another command holds it."""
+    with engine.records.probe(container_id) as state:
+        if state == BUSY:
+            yield False
+        elif state == GONE:
+            yield True
+        else:
+            record = engine.records.load(container_id)
+            yield record is None or engine.refresh(record).status not in keep
+
+
+_ALL_STATES = ("created", "running", "paused", "exited", "dead")
+
+
+def _unused(engine: Engine) -> Callable[[str], AbstractContextManager[bool]]:
+    """Nothing of the container runs (its runtime state, cgroups and forwards may go)."""
+    return lambda container_id: _judged(engine, container_id, ACTIVE)
+
+
+def _unowned(engine: Engine) -> Callable[[str], AbstractContextManager[bool]]:
+    """The container has no record (its network may go: a stopped one keeps it for a restart)."""
+    return lambda container_id: _judged(engine, container_id, _ALL_STATES)
+
+
 def prune(engine: Engine) -> PruneReport:
     report = PruneReport()
-    records = {r.id: r for r in engine.list(include_stopped=True)}
+    records = {r.id: r for r in engine.records.all()}
     ours = _ids_of_this_root(engine, set(records))
-    for record in records.values():
-        if record.status in ("exited", "created", "dead"):
-            engine.remove(record.id, force=True)
-            report.containers.append(record.id)
-    live = {cid for cid, r in records.items() if r.status in ("running", "paused")}
+    for container_id in records:
+        with engine.records.probe(container_id) as state:
+            record = engine.records.load(container_id) if state == HELD else None
+            if record is not None and engine.refresh(record).status in ("exited", "created", "dead"):
+                engine.remove(record, force=True)
+                report.containers.append(record.id)
 
-    report.leftovers += network_cleanup.prune(engine.paths.root, engine.paths.run)
+    report.leftovers += network_cleanup.prune(engine.paths.root, engine.paths.run, _unowned(engine))
     from backends.lightvm.ports import prune as prune_forwards  # QEMU forwards a killed hostrt left up
 
-    report.leftovers += prune_forwards(engine.paths.containers, live)
-    for directory in engine.records.orphans():
-        unmount_rootfs(directory)
-        shutil.rmtree(directory, ignore_errors=True)
-        report.leftovers.append(f"container directory {directory.name[:12]}")
+    report.leftovers += prune_forwards(engine.paths.containers, _unused(engine))
+    for directory in engine.records.orphans() + engine.records.unfinished():
+        with engine.records.locks.probe(directory) as state:
+            if state == HELD:
+                unmount_rootfs(directory)
+                shutil.rmtree(directory, ignore_errors=True)
+                name = directory.name.removeprefix(NEW_PREFIX).removeprefix(REMOVED_PREFIX)
+                report.leftovers.append(f"container directory {name[:12]}")
 
     state_root = engine.runtime.root
     if state_root.is_dir():
         for entry in state_root.iterdir():
-            if ID_PATTERN.match(entry.name) and entry.name not in live:
-                engine.runtime.delete(entry.name, force=True)
-                report.leftovers.append(f"runtime state {entry.name[:12]}")
+            if ID_PATTERN.match(entry.name):
+                with _unused(engine)(entry.name) as unused:
+                    if unused:
+                        engine.runtime.delete(entry.name, force=True)
+                        report.leftovers.append(f"runtime state {entry.name[:12]}")
 
-    for container_id in (_known_cgroup_ids() & ours) - live:
-        for directory in _cgroup_dirs(container_id):
-            try:
-                os.rmdir(directory)
-                report.leftovers.append(f"cgroup {directory}")
-            except OSError:
-                pass  # still has processes: the runtime delete above should have killed them
+    for container_id in _known_cgroup_ids() & ours:
+        with _unused(engine)(container_id) as unused:
+            for directory in _cgroup_dirs(container_id) if unused else []:
+                try:
+                    os.rmdir(directory)
+                    report.leftovers.append(f"cgroup {directory}")
+                except OSError:
+                    pass  # still has processes: the runtime delete above should have killed them
     return report

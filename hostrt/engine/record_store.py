@@ -3,6 +3,12 @@
 Standard library only: the record *format* is the pydantic model in `records.py`, but the
 store itself (ids, unique names, atomic writes) is shared with the fast `run` path, which
 must not pay for importing pydantic. Subclasses say how a record is parsed, built and dumped.
+
+A container directory appears whole and disappears whole: it is made as `.new-<id>` with its
+record and renamed into place, and removed by renaming it to `.removed-<id>` before its files
+are deleted. So an `<id>` directory always has its record, and a writer that comes late
+finds no directory rather than making a half one. Writers hold the container's lock
+(`dir_locks.py`); the creator holds it until the container has started.
 """
 
 from __future__ import annotations
@@ -16,11 +22,15 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from hostrt.engine.dir_locks import BUSY, GONE, HELD, DirLocks
 from hostrt.engine.ids import ID_PATTERN, NAME_PATTERN, new_id, random_name
 from hostrt.errors import HostrtError, NotFoundError, UsageError
 from hostrt.locks import file_lock
 
 RECORD_FILE = "record.json"
+NEW_PREFIX, REMOVED_PREFIX = ".new-", ".removed-"
+LOCK_WAIT = 10.0  # seconds a command waits for another one working on the same container
+DIR_MODE = 0o700  # a container's files are its owner's alone (see hostrt.private_dirs)
 
 
 class ConflictError(HostrtError):
@@ -32,6 +42,8 @@ class BaseRecordStore:
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
+        self.locks = DirLocks()
+        self._starting: set[str] = set()  # containers this process holds from creation until started
 
     # -- the record type ----------------------------------------------------------------
     def _parse(self, text: str) -> Any:
@@ -50,12 +62,48 @@ class BaseRecordStore:
 
     @contextlib.contextmanager
     def _names_lock(self) -> Iterator[None]:
-        self.root.mkdir(parents=True, exist_ok=True)
+        self.root.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
         with file_lock(self.root / ".names.lock"):
             yield
 
+    # -- locks --------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def locked(self, container_id: str, timeout: float = LOCK_WAIT) -> Iterator[None]:
+        """Hold the container's lock for a change; a container removed meanwhile is not found."""
+        state = self.locks.acquire(self.dir_of(container_id), timeout)
+        if state == GONE:
+            raise NotFoundError(f"no such container: {container_id}")
+        if state == BUSY:
+            raise ConflictError(f"container {container_id[:12]} is busy: another hostrt command is changing it")
+        try:
+            yield
+        finally:
+            self.locks.release(self.dir_of(container_id))
+
+    def probe(self, container_id: str) -> contextlib.AbstractContextManager[str]:
+        """HELD for the block if nobody else holds the container's lock, else BUSY or GONE."""
+        return self.locks.probe(self.dir_of(container_id))
+
+    def hold_until_started(self, container_id: str) -> None:
+        """Keep the container's lock until `started` (or this process ends)."""
+        if container_id not in self._starting:
+            with self.locked(container_id):
+                self.locks.acquire(self.dir_of(container_id))  # one level more, which `started` releases
+            self._starting.add(container_id)
+
+    def started(self, container_id: str) -> None:
+        """The container runs (its record says so): other commands may change it now."""
+        if container_id in self._starting:
+            self._starting.discard(container_id)
+            self.locks.release(self.dir_of(container_id))
+
+    def lock_fd(self, container_id: str) -> int | None:
+        return self.locks.fd(self.dir_of(container_id))
+
+    # -- records ------------------------------------------------------------------------
     def create(self, record_fields: dict) -> Any:
-        """Allocate an ID and a unique name, and write the first record."""
+        """Allocate an ID and a unique name, and write the first record; the container stays
+        locked by this process until `started`."""
         with self._names_lock():
             taken = self._taken_names()
             name = record_fields.pop("name", None)
@@ -69,8 +117,18 @@ class BaseRecordStore:
                 while name in taken:
                     name = f"{random_name()}_{new_id()[:4]}"
             record = self._new(id=new_id(), name=name, **record_fields)
-            self.dir_of(record.id).mkdir(parents=True)
-            self.save(record)
+            staging, final = self.root / f"{NEW_PREFIX}{record.id}", self.dir_of(record.id)
+            os.mkdir(staging, DIR_MODE)
+            try:
+                self.locks.acquire(staging)
+                self._write(staging, record)
+                os.rename(staging, final)
+            except BaseException:
+                self.locks.forget(staging)
+                shutil.rmtree(staging, ignore_errors=True)
+                raise
+            self.locks.moved(staging, final)
+            self._starting.add(record.id)
         return record
 
     def _taken_names(self) -> set[str]:
@@ -88,8 +146,18 @@ class BaseRecordStore:
         return names
 
     def save(self, record: Any) -> None:
-        """Replace the record atomically and durably."""
-        directory = self.dir_of(record.id)
+        """Replace the record atomically and durably, holding the container's lock."""
+        with self.locked(record.id):
+            self._write(self.dir_of(record.id), record)
+
+    def save_if_free(self, record: Any) -> bool:
+        """Save unless another command holds the container (it writes its own truth) or removed it."""
+        with self.probe(record.id) as state:
+            if state == HELD:
+                self._write(self.dir_of(record.id), record)
+            return state == HELD
+
+    def _write(self, directory: Path, record: Any) -> None:
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".record-")
         try:
             with os.fdopen(fd, "w") as out:
@@ -128,10 +196,26 @@ class BaseRecordStore:
         raise NotFoundError(f"no such container: {ref}")
 
     def orphans(self) -> list[Path]:
-        """Container directories without a readable record (a crash between mkdir and save)."""
+        """Container directories without a readable record (left by an older hostrt's crash)."""
         if not self.root.is_dir():
             return []
         return [e for e in self.root.iterdir() if ID_PATTERN.match(e.name) and self.load(e.name) is None]
 
+    def unfinished(self) -> list[Path]:
+        """Directories of a create or a removal that did not finish (`.new-*`, `.removed-*`)."""
+        if not self.root.is_dir():
+            return []
+        return [e for e in self.root.iterdir() if e.name.startswith((NEW_PREFIX, REMOVED_PREFIX))]
+
     def remove(self, container_id: str) -> None:
-        shutil.rmtree(self.dir_of(container_id), ignore_errors=True)
+        """Take the directory out of sight in one rename, then delete it."""
+        directory = self.dir_of(container_id)
+        with self.locked(container_id):
+            gone = self.root / f"{REMOVED_PREFIX}{container_id}-{os.urandom(4).hex()}"
+            os.rename(directory, gone)
+            self.locks.moved(directory, gone)
+            self._starting.discard(container_id)
+            try:
+                shutil.rmtree(gone, ignore_errors=True)
+            finally:
+                self.locks.forget(gone)

@@ -14,6 +14,9 @@ import time
 from pathlib import Path
 
 EXIT_FILE = "exit.json"
+EXIT_RESERVED = ".exit-reserved"  # the exit record's space, claimed before the container starts
+_EXIT_SIZE = 256  # bytes: the record is under 100
+STARTED_FILE = "started.json"
 PID_FILE = "init.pid"
 PR_SET_CHILD_SUBREAPER = 36
 # Where the kernel counts OOM kills for a container cgroup named /hostrt/<id>.
@@ -41,14 +44,60 @@ def oom_killed(container_id: str) -> bool:
     return any(read_keyed(template.format(id=container_id), "oom_kill") > 0 for template in _OOM_COUNTERS)
 
 
+def reserve_exit(container_dir: Path) -> None:
+    """Claim the blocks the exit record will need while the disk has room. A container can
+    fill the disk with its own output (its log), and its end must still be recorded then.
+    Best effort: without a reservation `write_exit` allocates as usual."""
+    try:
+        fd = os.open(container_dir / EXIT_RESERVED, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, b" " * _EXIT_SIZE)  # written, not truncated to size: a sparse file reserves nothing
+        finally:
+            os.close(fd)
+    except OSError:
+        pass
+
+
 def write_exit(container_dir: Path, exit_code: int, oom: bool) -> None:
-    """Record the end of a container beside its record (atomically); the engine folds it in."""
+    """Record the end of a container beside its record (atomically); the engine folds it in.
+    Written into the reserved file in place (no new block) and renamed, when there is one."""
+    data = json.dumps({"exit_code": exit_code, "oom_killed": oom, "finished_at": time.time()}).encode()
+    try:
+        fd = os.open(container_dir / EXIT_RESERVED, os.O_WRONLY | os.O_CLOEXEC)  # no O_TRUNC: keep its blocks
+    except FileNotFoundError:
+        fd = None
+    if fd is not None:
+        try:
+            os.pwrite(fd, data.ljust(_EXIT_SIZE), 0)  # JSON allows the trailing spaces
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(container_dir / EXIT_RESERVED, container_dir / EXIT_FILE)
+        return
     fd, tmp = tempfile.mkstemp(dir=container_dir, prefix=".exit-")
-    with os.fdopen(fd, "w") as out:
-        json.dump({"exit_code": exit_code, "oom_killed": oom, "finished_at": time.time()}, out)
-        out.flush()
-        os.fsync(out.fileno())
-    os.replace(tmp, container_dir / EXIT_FILE)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            out.write(data)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, container_dir / EXIT_FILE)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_started(container_dir: Path, pid: int) -> None:
+    """The monitor started the container: what its client would have recorded, had it lived."""
+    tmp = container_dir / f".{STARTED_FILE}.tmp"
+    tmp.write_text(json.dumps({"pid": pid, "started_at": time.time()}))
+    os.replace(tmp, container_dir / STARTED_FILE)
+
+
+def read_started(container_dir: Path) -> dict | None:
+    try:
+        return json.loads((container_dir / STARTED_FILE).read_text())
+    except (OSError, ValueError):
+        return None
 
 
 def read_exit(container_dir: Path) -> dict | None:

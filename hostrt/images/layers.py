@@ -46,7 +46,7 @@ class LayerDirs:
         if final.is_dir():
             return final
         for d in (self.root, self._locks, self._meta):
-            d.mkdir(parents=True, exist_ok=True)
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)  # layers may hold setuid files
         hex_ = digests.hex_of(layer_digest)
         with store.content_lock(), file_lock(self._locks / hex_):
             if final.is_dir():

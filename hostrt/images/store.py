@@ -98,6 +98,7 @@ class ContentStore:
     # -- layout ------------------------------------------------------------------------
     def init(self) -> "ContentStore":
         """Create the layout if missing (idempotent, safe to race)."""
+        self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
         self.blobs.mkdir(parents=True, exist_ok=True)
         self.ingest_dir.mkdir(exist_ok=True)
         if not (self.root / "oci-layout").exists():

@@ -4,12 +4,17 @@ Three places can hold leftovers of a container whose record is gone (a hostrt ki
 the middle of `run` or `rm`): its `network.json` in an orphaned container directory, a
 namespace file under the run directory, a lease. Each is traced back to a container id;
 an id with no record is released (veth, namespace, lease, and a default bridge and its
-NAT rule once it has no lease left).
+NAT rule once it has no lease left). Whether an id has a record is asked when it is about
+to be released, under that container's lock (`unowned`): a `run` may create one meanwhile.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
+
+from hostrt.engine.ids import ID_PATTERN
 
 from hostrt.network import attach, bridge, nat, netns
 from hostrt.network.ipam import Leases
@@ -18,25 +23,29 @@ from hostrt.network.networks import NetworkStore
 LEASES_SUFFIX = ".leases.json"
 
 
-def prune(data_dir: Path, run_dir: Path) -> list[str]:
-    """Release every network resource whose container has no record; what was removed."""
+def prune(data_dir: Path, run_dir: Path, unowned: Callable[[str], AbstractContextManager[bool]]) -> list[str]:
+    """Release every network resource whose container has no record; what was removed.
+    `unowned(id)` holds that container for its block and says whether it has no record."""
     containers = data_dir / "containers"
     store = NetworkStore(data_dir / "networks")
-    owned = {p.parent.name for p in containers.glob("*/record.json")}
     removed: list[str] = []
     for directory in containers.glob("*"):
-        if directory.name not in owned and (directory / attach.NETWORK_FILE).exists():
-            attach.teardown(directory, directory.name)
-            (directory / attach.NETWORK_FILE).unlink(missing_ok=True)
-            removed.append(f"network of {directory.name[:12]}")
+        if ID_PATTERN.match(directory.name) and (directory / attach.NETWORK_FILE).exists():
+            with unowned(directory.name) as free:
+                if free:
+                    attach.teardown(directory, directory.name)
+                    (directory / attach.NETWORK_FILE).unlink(missing_ok=True)
+                    removed.append(f"network of {directory.name[:12]}")
     user_bridges = {n.bridge for n in store.all() if not n.builtin}
     for lease_file in store.directory.glob("*" + LEASES_SUFFIX):
         name = lease_file.name[:-len(LEASES_SUFFIX)]
         builtin = name not in user_bridges  # a default bridge, of these or of earlier settings
-        for container_id in set(Leases(store.directory, name).read()) - owned:
-            attach.release(store.directory, name, builtin, container_id, attach.veth_name(container_id),
-                           attach.netns_path(run_dir, container_id), containers)
-            removed.append(f"lease of {container_id[:12]} on {name}")
+        for container_id in Leases(store.directory, name).read():
+            with unowned(container_id) as free:
+                if free:
+                    attach.release(store.directory, name, builtin, container_id, attach.veth_name(container_id),
+                                   attach.netns_path(run_dir, container_id), containers)
+                    removed.append(f"lease of {container_id[:12]} on {name}")
         if builtin and bridge.exists(name):
             with Leases(store.directory, name).locked() as held:
                 if not held:
@@ -44,8 +53,9 @@ def prune(data_dir: Path, run_dir: Path) -> list[str]:
                     nat.remove(name)
                     removed.append(f"bridge {name}")
     for path in (run_dir / "netns").glob("*"):
-        if path.name not in owned:
-            bridge.delete(attach.veth_name(path.name))
-            netns.remove(path)
-            removed.append(f"network namespace {path.name[:12]}")
+        with unowned(path.name) as free:
+            if free:
+                bridge.delete(attach.veth_name(path.name))
+                netns.remove(path)
+                removed.append(f"network namespace {path.name[:12]}")
     return removed

@@ -33,7 +33,7 @@ class Leases:
     @contextlib.contextmanager
     def locked(self) -> Iterator[dict[str, str]]:
         """The leases, held exclusively; changes to the dict are written on a clean exit."""
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         with file_lock(self.lock_path):
             leases = self.read()
             before = dict(leases)

@@ -19,7 +19,7 @@ MNT_DETACH = 2
 
 def create(path: Path, veth: str, address: str, prefix: int, gateway: str) -> None:
     """A configured namespace on `path`, its veth peer `veth` left (down) in our namespace."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     path.touch()
     commands = ["link set lo up",
                 f"link add eth0 type veth peer name {veth} netns /proc/{os.getpid()}/ns/net",

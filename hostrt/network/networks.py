@@ -88,7 +88,7 @@ class NetworkStore:
 
     @contextlib.contextmanager
     def _locked(self) -> Iterator[None]:
-        self.directory.mkdir(parents=True, exist_ok=True)
+        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         with file_lock(self.directory / ".networks.lock"):
             yield
 
