@@ -21,6 +21,16 @@ if not os.path.exists(RUNTIME[0]):
     RUNTIME = [sys.executable, "-m", "backends.linux_native"]
 
 
+def cgroup2_root() -> str | None:
+    """Where a cgroup2 hierarchy is mounted (the root on v2, /sys/fs/cgroup/unified on hybrid)."""
+    with open("/proc/self/mounts") as f:
+        for line in f:
+            fields = line.split()
+            if fields[2] == "cgroup2":
+                return fields[1]
+    return None
+
+
 def _skip_reason() -> str | None:
     if os.geteuid() != 0:
         return "needs root (namespaces, mounts, cgroups)"

@@ -13,18 +13,10 @@ import pytest
 
 from backends.linux_native.cgroups import manager_for
 from backends.linux_native.cgroups.v2 import V2Manager
+from tests.native.conftest import cgroup2_root
 
 
-def _cgroup2_root() -> str | None:
-    with open("/proc/self/mounts") as f:
-        for line in f:
-            fields = line.split()
-            if fields[2] == "cgroup2":
-                return fields[1]
-    return None
-
-
-ROOT = _cgroup2_root()
+ROOT = cgroup2_root()
 pytestmark = pytest.mark.skipif(ROOT is None, reason="no cgroup2 hierarchy mounted")
 
 

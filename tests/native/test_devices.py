@@ -22,18 +22,10 @@ import pytest
 from backends.linux_native.cgroups import bpf_prog, device_rules, devices_bpf
 from backends.linux_native.cgroups.v2 import V2Manager
 from backends.linux_native.errors import ConfigError
+from tests.native.conftest import cgroup2_root
 
 
-def _cgroup2_root() -> str | None:
-    with open("/proc/self/mounts") as f:
-        for line in f:
-            fields = line.split()
-            if fields[2] == "cgroup2":
-                return fields[1]
-    return None
-
-
-CGROUP2 = _cgroup2_root()
+CGROUP2 = cgroup2_root()
 needs_cgroup2 = pytest.mark.skipif(CGROUP2 is None, reason="no cgroup2 hierarchy mounted")
 needs_root = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (cgroups, bpf, mknod)")
 
@@ -204,7 +196,6 @@ def test_bad_rules_are_config_errors(rule, named):
 
 
 # --- the kernel's enforcement on a cgroup2 directory --------------------------------------
-
 
 
 def _probe(directory: str, wanted: list[tuple[str, int]]) -> dict[tuple[str, int], str]:
