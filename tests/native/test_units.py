@@ -204,3 +204,16 @@ def test_runtime_commands_do_not_import_os():
             "print('os' in sys.modules)") % os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     out = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "False"
+
+
+def test_v2_block_io_weights_use_the_io_scale(tmp_path) -> None:
+    """blockIO weights are v1's scale (10-1000): io.weight takes them converted to 1-10000,
+    io.bfq.weight (present only where BFQ is the scheduler) unchanged, as runc and crun do.
+    The cgroup is a plain directory here: what is under test is which file gets which value."""
+    from backends.linux_native.cgroups.v2 import V2Manager
+
+    blockio = {"weight": 500, "weightDevice": [{"major": 8, "minor": 0, "weight": 10}]}
+    plain = V2Manager(str(tmp_path))
+    assert plain._io_weights(blockio) == [("io.weight", "4950"), ("io.weight", "8:0 1")]
+    (tmp_path / "io.bfq.weight").write_text("default 100\n")
+    assert plain._io_weights(blockio) == [("io.bfq.weight", "500"), ("io.bfq.weight", "8:0 10")]

@@ -21,6 +21,11 @@ def _shares_to_weight(shares: int) -> str:
     return str(1 + ((shares - 2) * 9999) // 262142) if shares else "100"
 
 
+def _blkio_to_io_weight(weight: int) -> int:
+    # The conversion runc and crun agree on: [10, 1000] -> [1, 10000].
+    return 1 + ((weight - 10) * 9999) // 990
+
+
 class V2Manager(Manager):
     version = 2
 
@@ -89,9 +94,8 @@ class V2Manager(Manager):
         pids = resources.get("pids") or {}
         if pids.get("limit") is not None:
             writes.append(("pids.max", "max" if pids["limit"] <= 0 else str(pids["limit"])))
+        writes += self._io_weights(resources.get("blockIO") or {})
         blockio = resources.get("blockIO") or {}
-        if blockio.get("weight"):
-            writes.append(("io.weight", str(blockio["weight"])))
         for key, field in (
             ("throttleReadBpsDevice", "rbps"), ("throttleWriteBpsDevice", "wbps"),
             ("throttleReadIOPSDevice", "riops"), ("throttleWriteIOPSDevice", "wiops"),
@@ -109,6 +113,21 @@ class V2Manager(Manager):
                 raise OSError(exc.errno, f"cgroup {name}={value}: {exc.strerror}") from None
         if resources.get("devices") is not None:
             self.set_devices(resources["devices"])
+
+    def _io_weights(self, blockio: dict) -> list[tuple[str, str]]:
+        """blockIO.weight and weightDevice (v1's blkio scale, 10-1000) as runc and crun write
+        them: unchanged into io.bfq.weight where the BFQ scheduler offers it, else converted
+        to io.weight's scale (1-10000)."""
+        bfq = os.path.exists(os.path.join(self.path, "io.bfq.weight"))
+        name = "io.bfq.weight" if bfq else "io.weight"
+        scale = (lambda w: w) if bfq else _blkio_to_io_weight
+        writes = []
+        if blockio.get("weight"):
+            writes.append((name, str(scale(blockio["weight"]))))
+        for dev in blockio.get("weightDevice") or ():
+            if dev.get("weight"):
+                writes.append((name, f"{dev['major']}:{dev['minor']} {scale(dev['weight'])}"))
+        return writes
 
     def set_devices(self, rules: list[dict]) -> None:
         """v2 has no devices controller: the spec's rules then the defaults
