@@ -18,9 +18,6 @@ OPERATIONS = {
     "ps": "ps", "update": "update", "events": "events", "features": "features", "spec": "features",
 }
 
-# Commands that move a process into a cgroup (see cgroups/prime.py).
-PRIMES_CGROUP_ATTACH = frozenset(("create", "run", "exec"))
-
 
 def main(argv: list[str] | None = None) -> int:
     """The command line; ARGV given means a caller that forked us (runtime_fork), whose
@@ -45,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
     LOG.configure(glob.log, glob.log_format or "text", bool(glob.debug))
     # create chdirs into the bundle: a relative --root must not follow it there.
     glob.root = os.path.abspath(glob.root)
-    if command in PRIMES_CGROUP_ATTACH:
+    if command in FORKS_CONTAINER_PROCESS:  # each moves its new process into a cgroup (cgroups/prime.py)
         from backends.linux_native.cgroups.prime import prime_attach
 
         prime_attach()
