@@ -68,6 +68,19 @@ def _sealed_copy() -> int:
     return fd
 
 
+_copy_fd: int | None = None
+
+
+def copy_fd() -> int:
+    """This process's sealed copy of its interpreter, made once: a caller that execs the runtime
+    for a command that forks container processes starts it from this copy (/proc/self/fd/N),
+    so that the runtime need not re-execute itself (one interpreter start instead of two)."""
+    global _copy_fd
+    if _copy_fd is None:
+        _copy_fd = _sealed_copy()
+    return _copy_fd
+
+
 def reexec() -> None:
     """Replace this process by the same command run from a sealed copy of its interpreter.
     Returns only where that is already the case, or where this host refuses to execute a

@@ -63,6 +63,13 @@ class Runtime:
 
         return runtime_fork.usable(command)
 
+    def _exec_args(self, command: str, argv: list[str]) -> tuple[list[str], dict]:
+        if not self.in_process:
+            return argv, {}
+        from hostrt.engine import runtime_fork
+
+        return runtime_fork.exec_args(command, argv)
+
     def _argv(self, *args: str) -> list[str]:
         return [self.binary, "--root", str(self.root), *args]
 
@@ -75,8 +82,8 @@ class Runtime:
             code, out, err = runtime_fork.run_captured(self._argv(*args)[1:])
             done = subprocess.CompletedProcess(self._argv(*args), code, out, err)
         else:
-            done = subprocess.run(self._argv(*args), stdin=stdin, stdout=stdout, stderr=stderr, timeout=timeout,
-                                  close_fds=True)
+            argv, extra = self._exec_args(args[0], self._argv(*args))
+            done = subprocess.run(argv, stdin=stdin, stdout=stdout, stderr=stderr, timeout=timeout, close_fds=True, **extra)
         if check and done.returncode != 0:
             raise RuntimeCallError(_last_error(done.stderr) or f"{Path(self.binary).name} {args[0]} exited {done.returncode}")
         return done
@@ -105,7 +112,8 @@ class Runtime:
 
             returncode = runtime_fork.run(argv[1:], _fd(stdin), _fd(stdout), _fd(stderr))
         else:
-            returncode = subprocess.run(argv, stdin=stdin, stdout=stdout, stderr=stderr, close_fds=True).returncode
+            argv, extra = self._exec_args(verb[0], argv)
+            returncode = subprocess.run(argv, stdin=stdin, stdout=stdout, stderr=stderr, close_fds=True, **extra).returncode
         if returncode != 0:
             raise RuntimeCallError(_last_log_error(log) or f"runtime {verb[0]} exited {returncode}")
         return int(pid_file.read_text().strip())

@@ -59,6 +59,18 @@ def usable(command: str) -> bool:
     return command not in sealed_exe.FORKS_CONTAINER_PROCESS or sealed_exe.is_sealed()
 
 
+def exec_args(command: str, argv: list[str]) -> tuple[list[str], dict]:
+    """(argv, extra subprocess arguments) to exec hostrt-runtime's ARGV: for a COMMAND that forks
+    a container process, the runtime's script run by a sealed copy of this interpreter, passed as
+    /proc/self/fd/N, which spares the runtime its own re-execution (sealed_exe.py)."""
+    from backends.linux_native import sealed_exe
+
+    if command not in sealed_exe.FORKS_CONTAINER_PROCESS or not is_own_runtime(argv[0]):
+        return argv, {}
+    fd = sealed_exe.copy_fd()
+    return [sys.executable, "-S", *argv], {"executable": f"/proc/self/fd/{fd}", "pass_fds": (fd,)}
+
+
 def _child(argv: list[str], fds: tuple[int, int, int]) -> None:
     """In the fork: the runtime's stdio, default signal handling, then its main; never returns."""
     code = 1
