@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
@@ -83,6 +84,18 @@ def _judged(engine: Engine, container_id: str, keep: tuple[str, ...]) -> Iterato
 
 
 _ALL_STATES = ("created", "running", "paused", "exited", "dead")
+# A create makes `.new-<id>` and locks it in the next step: an unlocked one that young may be
+# a create between the two, not the leftover of one that died.
+_CREATE_GRACE_SECONDS = 60.0
+
+
+def _maybe_being_created(directory: Path) -> bool:
+    if not directory.name.startswith(NEW_PREFIX):
+        return False
+    try:
+        return time.time() - directory.stat().st_mtime < _CREATE_GRACE_SECONDS
+    except FileNotFoundError:
+        return True  # finished (renamed into place) or removed meanwhile: nothing to do
 
 
 def _unused(engine: Engine) -> Callable[[str], AbstractContextManager[bool]]:
@@ -111,6 +124,8 @@ def prune(engine: Engine) -> PruneReport:
 
     report.leftovers += prune_forwards(engine.paths.containers, _unused(engine))
     for directory in engine.records.orphans() + engine.records.unfinished():
+        if _maybe_being_created(directory):
+            continue
         with engine.records.locks.probe(directory) as state:
             if state == HELD:
                 unmount_rootfs(directory)

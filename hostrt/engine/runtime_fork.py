@@ -59,16 +59,27 @@ def usable(command: str) -> bool:
     return command not in sealed_exe.FORKS_CONTAINER_PROCESS or sealed_exe.is_sealed()
 
 
+# What the sealed interpreter runs in place of the hostrt-runtime script (whose form differs: a
+# sh/Python polyglot on hosts, a sh wrapper in the guest): the runtime this process imported.
+_RUN_RUNTIME = ("import sys; sys.path.insert(0, sys.argv.pop(1)); "
+                "from backends.linux_native.__main__ import exit_now, main; exit_now(main())")
+
+
 def exec_args(command: str, argv: list[str]) -> tuple[list[str], dict]:
     """(argv, extra subprocess arguments) to exec hostrt-runtime's ARGV: for a COMMAND that forks
-    a container process, the runtime's script run by a sealed copy of this interpreter, passed as
-    /proc/self/fd/N, which spares the runtime its own re-execution (sealed_exe.py)."""
+    a container process, the runtime this process imported, run by a sealed copy of this
+    interpreter passed as /proc/self/fd/N, which spares the runtime its own re-execution
+    (sealed_exe.py)."""
     from backends.linux_native import sealed_exe
 
-    if command not in sealed_exe.FORKS_CONTAINER_PROCESS or not is_own_runtime(argv[0]):
+    if command not in sealed_exe.FORKS_CONTAINER_PROCESS or not is_own_runtime(argv[0]) or not preload():
         return argv, {}
+    import backends
+
+    package_parent = str(Path(backends.__path__[0]).parent)
     fd = sealed_exe.copy_fd()
-    return [sys.executable, "-S", *argv], {"executable": f"/proc/self/fd/{fd}", "pass_fds": (fd,)}
+    return ([sys.executable, "-S", "-c", _RUN_RUNTIME, package_parent, *argv[1:]],
+            {"executable": f"/proc/self/fd/{fd}", "pass_fds": (fd,)})
 
 
 def _child(argv: list[str], fds: tuple[int, int, int]) -> None:

@@ -103,3 +103,26 @@ def test_ps_never_brings_back_a_removed_container(hostrt: Hostrt) -> None:
     assert failures(readers) == []
     assert [t for cid in ids for t in traces(hostrt, cid)] == []
     assert not any(cid[:12] in hostrt.ok("ps", "-a") for cid in ids)
+
+
+def test_prune_spares_a_create_in_progress_and_removes_a_dead_one(hostrt: Hostrt) -> None:
+    """A create makes `.new-<id>` and locks it in the next step: an unlocked one younger than the
+    grace period may be a create between the two and stays; an older one is the leftover of a
+    create that died, and goes."""
+    import os
+    import time
+
+    containers = hostrt.root / "containers"
+    young = containers / (".new-" + "a" * 64)
+    dead = containers / (".new-" + "b" * 64)
+    for directory in (young, dead):
+        directory.mkdir()
+        (directory / "record.json").write_text("{}")
+    old = time.time() - 3600
+    os.utime(dead, (old, old))
+    try:
+        hostrt.ok("system", "prune", "-f")
+        assert young.exists(), "prune took a container directory that a create may still be filling"
+        assert not dead.exists(), "a dead create's directory was left behind"
+    finally:
+        subprocess.run(["rm", "-rf", str(young), str(dead)], check=False)
