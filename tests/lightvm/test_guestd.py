@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from backends.lightvm.payload import payload
+from tests.lightvm.conftest import extract_payload
 
 FRAME = struct.Struct("!cI")
 
@@ -30,7 +31,7 @@ def shipped(tmp_path: Path) -> Iterator[tuple[Path, dict[str, str]]]:
     code = tmp_path / "code" / version
     code.mkdir(parents=True)
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        tar.extractall(code, filter="data")
+        extract_payload(tar, code)
     env = {"PATH": os.environ["PATH"], "HOSTRT_ROOT": str(tmp_path / "guest-root"),
            "HOSTRT_GUESTD_STATE": str(tmp_path / "state")}
     yield code, env

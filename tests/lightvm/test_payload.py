@@ -10,6 +10,7 @@ import tarfile
 from pathlib import Path
 
 from backends.lightvm.payload import payload
+from tests.lightvm.conftest import extract_payload
 
 ENTRY_POINTS = ("backends.lightvm.guest_agent", "backends.lightvm.guestd", "hostrt.engine.monitor",
                 "hostrt.engine.monitor_client", "hostrt.engine.runtime_fork", "hostrt.images.unpack",
@@ -19,7 +20,7 @@ ENTRY_POINTS = ("backends.lightvm.guest_agent", "backends.lightvm.guestd", "host
 def test_payload_imports_without_site_packages(tmp_path: Path) -> None:
     version, data = payload()
     with tarfile.open(fileobj=io.BytesIO(data)) as tar:
-        tar.extractall(tmp_path, filter="data")
+        extract_payload(tar, tmp_path)
     probe = f"import sys; sys.path.insert(0, {str(tmp_path)!r}); " + "; ".join(f"import {m}" for m in ENTRY_POINTS)
     probe += "; backends.lightvm.guestd.preload()"  # everything the resident guest daemon imports
     # -S: no site-packages (no pydantic, no typer), -E: no PYTHONPATH; run from the payload, not the repository.
