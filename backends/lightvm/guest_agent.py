@@ -224,10 +224,28 @@ def state(container_id: str) -> int:
     pid_file = directory / supervise.PID_FILE
     pid = int(pid_file.read_text()) if pid_file.exists() else None
     running = ended is None and pid is not None and supervise.pid_exists(pid)
+    if ended is None and pid is not None and not running:
+        ended = _exit_record_soon(directory)
     if running:
         guest_ports.keep_served(container_id, directory, GUEST_ROOT, _runtime)
     print(json.dumps({"running": running, "pid": pid, "ended": ended, "exists": directory.is_dir()}))
     return 0
+
+
+def _exit_record_soon(directory: Path, limit: float = 3.0) -> dict | None:
+    """The exit record of a container whose init is gone: the monitor reaps it, then writes the
+    record (fsynced, which takes a while under TCG); None if none comes (a killed monitor)."""
+    import time
+
+    from hostrt.engine import supervise
+
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        ended = supervise.read_exit(directory)
+        if ended is not None:
+            return ended
+    return None
 
 
 def logs(container_id: str) -> int:
