@@ -17,7 +17,6 @@ import contextlib
 import json
 import os
 import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -158,16 +157,9 @@ class BaseRecordStore:
             return state == HELD
 
     def _write(self, directory: Path, record: Any) -> None:
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=".record-")
-        try:
-            with os.fdopen(fd, "w") as out:
-                out.write(self._dump(record))
-                out.flush()
-                os.fsync(out.fileno())
-            os.replace(tmp, directory / RECORD_FILE)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        from hostrt.engine.supervise import replace_durably
+
+        replace_durably(directory / RECORD_FILE, self._dump(record).encode())
 
     def load(self, container_id: str) -> Any:
         try:

@@ -74,13 +74,19 @@ def write_exit(container_dir: Path, exit_code: int, oom: bool) -> None:
             os.close(fd)
         os.replace(container_dir / EXIT_RESERVED, container_dir / EXIT_FILE)
         return
-    fd, tmp = tempfile.mkstemp(dir=container_dir, prefix=".exit-")
+    replace_durably(container_dir / EXIT_FILE, data)
+
+
+def replace_durably(path: Path, data: bytes) -> None:
+    """PATH holds DATA, or what it held before: written to a temporary file beside it, synced,
+    then renamed over it (records and exit files survive a crash whole or not at all)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
     try:
         with os.fdopen(fd, "wb") as out:
             out.write(data)
             out.flush()
             os.fsync(out.fileno())
-        os.replace(tmp, container_dir / EXIT_FILE)
+        os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
