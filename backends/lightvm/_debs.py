@@ -1,8 +1,11 @@
-"""Debian packages for the guest image: dependency closure, cached download, unpacking.
+"""Debian packages for the guest image: a private apt source, dependency closure, cached
+download, unpacking.
 
-Resolution asks the host's apt (`apt-cache depends`) level by level, so a foreign architecture
-works the same as the native one once `dpkg --add-architecture arm64 && apt-get update` has run.
-Unpacking uses `dpkg-deb -x`: no maintainer scripts run, so nothing needs emulating.
+The guest is the distribution its recipe names whatever the host runs (Debian 12 on a Debian 13
+or Ubuntu host too), so apt runs with a configuration of its own (`PrivateApt`): its sources,
+lists and cache under the build cache, both architectures, the Debian archive keyring. The host's
+apt.conf still applies (proxies). Resolution asks `apt-cache depends` level by level; unpacking
+uses `dpkg-deb -x`: no maintainer scripts run, so nothing needs emulating.
 """
 
 from __future__ import annotations
@@ -13,10 +16,12 @@ import re
 import shutil
 import subprocess
 import tempfile
-from dataclasses import dataclass
+import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from hostrt.errors import HostrtError
+from hostrt.locks import file_lock
 
 # As root, apt drops to the _apt user to download and warns when that user cannot write the cache.
 _APT_AS_ROOT = ["-o", "APT::Sandbox::User=root"] if hasattr(os, "geteuid") and os.geteuid() == 0 else []
@@ -26,8 +31,73 @@ _DEPENDS_FLAGS = [
 ]
 
 
+DEBIAN_KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
+LISTS_MAX_AGE = 24 * 3600.0  # refreshed daily: superseded versions vanish from the mirrors
+_ARCHITECTURES = ("amd64", "arm64")
+
+
 class PackageError(HostrtError):
     """A package could not be resolved, downloaded or unpacked."""
+
+
+@dataclass(frozen=True)
+class PrivateApt:
+    """apt pointed at its own sources, lists, cache and (empty) dpkg status under `root`."""
+
+    root: Path
+    options: list[str] = field(default_factory=list)
+
+    @classmethod
+    def at(cls, root: Path) -> "PrivateApt":
+        opts = {
+            "Dir::Etc::SourceList": root / "sources.list",
+            "Dir::Etc::SourceParts": root / "empty.d",
+            "Dir::Etc::Preferences": root / "preferences",
+            "Dir::Etc::PreferencesParts": root / "empty.d",
+            "Dir::State": root / "state",
+            "Dir::State::status": root / "status",
+            "Dir::Cache": root / "cache",
+            "APT::Architecture": native_arch(),
+            "Acquire::Languages": "none",
+        }
+        args = [a for key, value in opts.items() for a in ("-o", f"{key}={value}")]
+        args += [a for arch in _ARCHITECTURES for a in ("-o", f"APT::Architectures::={arch}")]
+        return cls(root, _APT_AS_ROOT + args)
+
+
+def sources_list(source: dict[str, object], keyring: Path = DEBIAN_KEYRING) -> str:
+    """The recipe's [source] table as sources.list lines (both architectures, signed by `keyring`)."""
+    options = f"[arch={','.join(_ARCHITECTURES)} signed-by={keyring}]"
+    components = " ".join(source.get("components", ["main"]))  # type: ignore[arg-type]
+    mirror = os.environ.get("HOSTRT_GUEST_MIRROR") or str(source["mirror"])
+    lines = [f"deb {options} {mirror} {suite} {components}" for suite in source["suites"]]  # type: ignore[union-attr]
+    if source.get("security_suite"):
+        security = os.environ.get("HOSTRT_GUEST_SECURITY_MIRROR") or str(source["security_mirror"])
+        lines.append(f"deb {options} {security} {source['security_suite']} {components}")
+    return "\n".join(lines) + "\n"
+
+
+def private_apt(cache_dir: Path, source: dict[str, object]) -> PrivateApt:
+    """The private apt for `source`, its lists fetched when missing, stale or for other sources."""
+    if not DEBIAN_KEYRING.is_file():
+        raise PackageError(f"{DEBIAN_KEYRING} not found: building the guest image needs the Debian archive "
+                           "keyring (apt-get install debian-archive-keyring)")
+    root = cache_dir / "apt"
+    for sub in ("empty.d", "state/lists/partial", "cache/archives/partial"):
+        (root / sub).mkdir(parents=True, exist_ok=True)
+    apt = PrivateApt.at(root)
+    wanted = sources_list(source)
+    with file_lock(cache_dir / ".apt.lock"):
+        (root / "status").touch()
+        (root / "preferences").touch()
+        stamp = root / "state" / "updated"
+        current = (root / "sources.list").read_text() if (root / "sources.list").exists() else ""
+        fresh = stamp.exists() and time.time() - stamp.stat().st_mtime < LISTS_MAX_AGE
+        if current != wanted or not fresh:
+            (root / "sources.list").write_text(wanted)
+            _run(["apt-get", *apt.options, "-q", "update"])
+            stamp.write_text(wanted)
+    return apt
 
 
 @dataclass(frozen=True)
@@ -43,7 +113,8 @@ def _run(cmd: list[str], cwd: Path | None = None) -> str:
     except FileNotFoundError as exc:
         raise PackageError(f"{cmd[0]} not found: building the guest image needs Debian's apt and dpkg") from exc
     if proc.returncode != 0:
-        raise PackageError(f"{' '.join(cmd[:3])} ... failed: {proc.stderr.strip()[-2000:]}")
+        words = [a for i, a in enumerate(cmd) if not a.startswith("-") and (i == 0 or cmd[i - 1] != "-o")]
+        raise PackageError(f"{' '.join(words[:2])} failed: {proc.stderr.strip()[-2000:]}")
     return proc.stdout
 
 
@@ -87,7 +158,7 @@ def _parse_depends(output: str) -> dict[str, list[list[str]]]:
     }
 
 
-def closure(roots: list[str], exclude: set[str], arch: str) -> list[str]:
+def closure(apt: PrivateApt, roots: list[str], exclude: set[str], arch: str) -> list[str]:
     """Package names needed by `roots` on `arch`: Depends/Pre-Depends, first usable alternative."""
     native = native_arch()
     chosen: set[str] = set()
@@ -98,7 +169,7 @@ def closure(roots: list[str], exclude: set[str], arch: str) -> list[str]:
         if not batch:
             break
         chosen.update(batch)
-        out = _run(["apt-cache", "depends", *_DEPENDS_FLAGS, *[_qualify(p, arch, native) for p in batch]])
+        out = _run(["apt-cache", *apt.options, "depends", *_DEPENDS_FLAGS, *[_qualify(p, arch, native) for p in batch]])
         for pkg, groups in _parse_depends(out).items():
             for alts in groups:
                 usable = [a for a in alts if a not in exclude]
@@ -111,9 +182,9 @@ def closure(roots: list[str], exclude: set[str], arch: str) -> list[str]:
     return sorted(chosen)
 
 
-def kernel_image_package(meta: str, arch: str) -> str:
+def kernel_image_package(apt: PrivateApt, meta: str, arch: str) -> str:
     """The versioned kernel package a metapackage such as linux-image-amd64 points at today."""
-    out = _run(["apt-cache", "depends", *_DEPENDS_FLAGS, _qualify(meta, arch, native_arch())])
+    out = _run(["apt-cache", *apt.options, "depends", *_DEPENDS_FLAGS, _qualify(meta, arch, native_arch())])
     for alts in _parse_depends(out).get(meta, []):
         for name in alts:
             if name.startswith("linux-image-"):
@@ -129,13 +200,13 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def download(packages: list[str], arch: str, dest: Path) -> list[Deb]:
+def download(apt: PrivateApt, packages: list[str], arch: str, dest: Path) -> list[Deb]:
     """The .debs for `packages` in `dest`, downloading only those not already there (checked by sha256)."""
     native = native_arch()
     dest.mkdir(parents=True, exist_ok=True)
     qualified = [_qualify(p, arch, native) for p in packages]
     with tempfile.TemporaryDirectory(dir=dest) as empty:  # apt omits files already in its cwd
-        out = _run(["apt-get", *_APT_AS_ROOT, "download", "--print-uris", *qualified], cwd=Path(empty))
+        out = _run(["apt-get", *apt.options, "download", "--print-uris", *qualified], cwd=Path(empty))
     wanted: list[tuple[str, str, str]] = []  # (name, file name, sha256)
     for line in out.splitlines():
         m = re.match(r"^'[^']+' (\S+) \d+ SHA256:([0-9a-f]{64})$", line)
@@ -146,7 +217,7 @@ def download(packages: list[str], arch: str, dest: Path) -> list[Deb]:
     stale = [name for name, fname, sha in wanted if not (dest / fname).exists() or _sha256(dest / fname) != sha]
     if stale:
         with tempfile.TemporaryDirectory(dir=dest) as tmp:
-            _run(["apt-get", *_APT_AS_ROOT, "download", *[_qualify(p, arch, native) for p in stale]], cwd=Path(tmp))
+            _run(["apt-get", *apt.options, "download", *[_qualify(p, arch, native) for p in stale]], cwd=Path(tmp))
             for f in Path(tmp).glob("*.deb"):
                 os.replace(f, dest / f.name)
     debs = []

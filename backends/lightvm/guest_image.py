@@ -134,9 +134,10 @@ def _build(arch: str, recipe: dict[str, Any], recipe_dir: Path, digest: str, deb
     arch_recipe = recipe["arch"][arch]
     pkgs = recipe["packages"]
     exclude = set(pkgs.get("exclude", []))
-    names = _debs.closure(pkgs["install"], exclude, arch)
-    kernel_pkg = _debs.kernel_image_package(arch_recipe["kernel_package"], arch)
-    debs = _debs.download(names + [kernel_pkg], arch, debs_dir)
+    apt = _debs.private_apt(debs_dir.parent, recipe["source"])
+    names = _debs.closure(apt, pkgs["install"], exclude, arch)
+    kernel_pkg = _debs.kernel_image_package(apt, arch_recipe["kernel_package"], arch)
+    debs = _debs.download(apt, names + [kernel_pkg], arch, debs_dir)
     kernel_deb = next(d for d in debs if d.name == kernel_pkg)
 
     root = work / "root"

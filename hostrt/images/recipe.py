@@ -128,6 +128,17 @@ def _unpack_deb(deb: Path, dest: Path) -> None:
         raise RecipeError(f"dpkg-deb -x {deb.name} failed: {proc.stderr.strip()}")
 
 
+_MOVED_TO_USR = ("bin/", "sbin/", "lib/")
+
+
+def _packaged(unpacked: Path, rel: str) -> Path:
+    """Where the packages put `rel`: distributions with a merged /usr (Debian 13) ship bin/x as usr/bin/x."""
+    src = unpacked / rel
+    if not src.is_file() and rel.startswith(_MOVED_TO_USR) and (unpacked / "usr" / rel).is_file():
+        return unpacked / "usr" / rel
+    return src
+
+
 def _entries(recipe: Recipe, recipe_dir: Path, unpacked: Path) -> list[TarEntry]:
     entries: dict[str, TarEntry] = {}
 
@@ -139,7 +150,7 @@ def _entries(recipe: Recipe, recipe_dir: Path, unpacked: Path) -> list[TarEntry]
 
     for rel in recipe.rootfs.include:
         rel = rel.strip("/")
-        src = unpacked / rel
+        src = _packaged(unpacked, rel)
         if not src.is_file():
             raise RecipeError(f"recipe includes {rel!r}, which the packages do not contain")
         add_parents(rel)
@@ -147,7 +158,7 @@ def _entries(recipe: Recipe, recipe_dir: Path, unpacked: Path) -> list[TarEntry]
     if recipe.rootfs.busybox_applets:
         target = recipe.rootfs.busybox_applets.strip("/")
         where, binary = target.rpartition("/")[0], target.rpartition("/")[2]
-        for applet in busybox_applets((unpacked / target).read_bytes()):
+        for applet in busybox_applets(_packaged(unpacked, target).read_bytes()):
             if applet == binary:
                 continue
             path = f"{where}/{applet}" if where else applet

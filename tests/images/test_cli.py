@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 
 from .conftest import REPO_ROOT, tar_bytes
 
@@ -108,3 +109,22 @@ def test_import_save_load_tag(hostrt_root: Path, tmp_path: Path) -> None:
     hostrt("rmi", "imported:v2")
     hostrt("image", "prune")
     assert not layer.exists()  # the unpacked layer is collected with its image
+
+
+def test_recipe_finds_files_that_a_merged_usr_distribution_moved(tmp_path: Path) -> None:
+    """Debian 13's busybox-static ships usr/bin/busybox: the recipe's bin/busybox still resolves."""
+    from hostrt.images import recipe as recipes
+
+    busybox = Path("/bin/busybox")
+    if not busybox.is_file():
+        pytest.skip("busybox-static is not installed")
+    recipe_dir = REPO_ROOT / "images" / "busybox"
+    unpacked = tmp_path / "unpacked"
+    (unpacked / "usr" / "bin").mkdir(parents=True)
+    shutil.copy2(busybox, unpacked / "usr" / "bin" / "busybox")
+    entries = {e.path: e for e in recipes._entries(recipes.load(recipe_dir), recipe_dir, unpacked)}
+    assert entries["bin/busybox"].source == unpacked / "usr" / "bin" / "busybox"
+    assert entries["bin/sh"].kind == "symlink" and entries["bin/sh"].linkname == "busybox"
+    (unpacked / "usr" / "bin" / "busybox").unlink()
+    with pytest.raises(recipes.RecipeError, match="bin/busybox"):
+        recipes._entries(recipes.load(recipe_dir), recipe_dir, unpacked)

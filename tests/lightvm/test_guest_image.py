@@ -16,6 +16,7 @@ from backends.lightvm import _debs, _elf, _kmods
 from backends.lightvm.cpio import CpioWriter, read_entries
 from backends.lightvm.guest_image import (
     RECIPE_DIR,
+    load_recipe,
     GuestImageError,
     _busybox_applets,
     build_guest_image,
@@ -173,11 +174,23 @@ def test_elf_needed_matches_readelf() -> None:
     assert _elf.needed(target.read_bytes()) == expected and expected
 
 
-def test_dependency_closure_for_a_foreign_arch_respects_excludes(apt_arch) -> None:  # type: ignore[no-untyped-def]
-    apt_arch("arm64")
-    names = _debs.closure(["dropbear-bin"], {"gcc-12-base"}, "arm64")
+def test_dependency_closure_for_a_foreign_arch_respects_excludes(guest_cache: Path) -> None:
+    apt = _debs.private_apt(guest_cache / "debs", load_recipe()["source"])
+    names = _debs.closure(apt, ["dropbear-bin"], {"gcc-12-base"}, "arm64")
     assert {"dropbear-bin", "libc6", "libtomcrypt1", "zlib1g"} <= set(names)
     assert "gcc-12-base" not in names
+
+
+def test_guest_packages_come_from_the_recipe_source_not_the_hosts(tmp_path: Path) -> None:
+    """The host's sources do not reach the guest build: a mirror with no such suite fails the update."""
+    source = dict(load_recipe()["source"])
+    lines = _debs.sources_list(source).splitlines()
+    assert lines and all("signed-by=" in line and "arch=amd64,arm64" in line for line in lines)
+    assert all(any(suite in line for suite in [*source["suites"], source["security_suite"]]) for line in lines)
+    source["suites"] = ["no-such-suite"]
+    source.pop("security_suite")
+    with pytest.raises(_debs.PackageError, match="^apt-get update failed: .*no-such-suite"):
+        _debs.private_apt(tmp_path, source)
 
 
 # --- a real build and boot -------------------------------------------------------------------
