@@ -79,19 +79,30 @@ def busybox_applets(binary: bytes) -> list[str]:
     """The applet names compiled into a busybox binary, read from its sorted name table.
 
     Reading the table instead of running `busybox --list` lets an amd64 host build the arm64 image.
+    The table starts "[", "[[" (NUL-separated); what precedes it differs between releases.
     """
-    start = binary.find(b"\0[\0[[\0")
+    start = binary.find(b"[\0[[\0")
     if start < 0:
         raise RecipeError("no applet table found in the busybox binary")
-    names, pos = [], start + 1
+    while start >= 0:
+        names = _applet_table(binary, start)
+        if names:
+            return names
+        start = binary.find(b"[\0[[\0", start + 1)
+    raise RecipeError("the busybox applet table is not what this recipe understands")
+
+
+def _applet_table(binary: bytes, pos: int) -> list[str] | None:
+    """The NUL-separated names from `pos` to the empty one, if they look like an applet table."""
+    names: list[str] = []
     while True:
-        end = binary.index(b"\0", pos)
-        if end == pos:
+        end = binary.find(b"\0", pos)
+        if end <= pos:
             break
         names.append(binary[pos:end].decode("ascii", "replace"))
         pos = end + 1
     if len(names) < 10 or names != sorted(names) or not all(_APPLET.match(n) for n in names):
-        raise RecipeError("the busybox applet table is not what this recipe understands")
+        return None
     return names
 
 

@@ -128,3 +128,16 @@ def test_recipe_finds_files_that_a_merged_usr_distribution_moved(tmp_path: Path)
     (unpacked / "usr" / "bin" / "busybox").unlink()
     with pytest.raises(recipes.RecipeError, match="bin/busybox"):
         recipes._entries(recipes.load(recipe_dir), recipe_dir, unpacked)
+
+
+def test_busybox_applet_table_is_found_whatever_precedes_it() -> None:
+    """busybox 1.35 (Debian 12) has a NUL before the table, 1.37 (Debian 13) a data byte."""
+    from hostrt.images.recipe import RecipeError, busybox_applets
+
+    names = ["[", "[[", "acpid", "ash", "cat", "echo", "ls", "mount", "sh", "sleep", "true"]
+    table = b"\0".join(n.encode() for n in names) + b"\0\0"
+    decoy = b"[\0[[\0\x89\xfe\0"  # the same first bytes in code, not followed by a table
+    for before in (b"\x00", b" ", b"\xae "):
+        assert busybox_applets(b"\x7fELF" + decoy + b"code" + before + table + b"rest") == names
+    with pytest.raises(RecipeError, match="applet table"):
+        busybox_applets(b"\x7fELF" + decoy + b"rest")
