@@ -26,7 +26,11 @@ PRELUDE = (
     "import sys, typer, typing, pydantic, requests, urllib.request\n"
     "class _Warm(pydantic.BaseModel):\n"
     "    field: typing.Literal['a'] | None = pydantic.Field(default=None, description='x')\n"
+    "import shutil, types\n"
     "sys.platform = {platform!r}\n"
+    "# Python 3.12+'s shutil.which asks _winapi on win32; the stdlib's portability is not under test.\n"
+    "if sys.platform == 'win32' and getattr(shutil, '_winapi', False) is None:\n"
+    "    shutil._winapi = types.SimpleNamespace(NeedCurrentDirectoryForExePath=lambda name: True)\n"
     "for name in {blocked!r}:\n"
     "    sys.modules[name] = None  # makes `import name` raise ImportError\n"
 )

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import json
 import shutil
 import stat
 import struct
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -209,7 +211,12 @@ def test_build_is_small_complete_for_its_arch_and_cached(arch: str, guest_cache:
     assert stat.S_ISCHR(entries["dev/console"][0])
     python = entries["usr/bin/python3.11"][1]
     assert struct.unpack_from("<H", python, 18)[0] == ELF_MACHINE[arch]
-    assert not [n for n in entries if n.startswith("usr/lib/python3.11/") and n.endswith(".py")]
+    sources = [n for n in entries if n.startswith("usr/lib/python3.11/") and n.endswith(".py")]
+    manifest = json.loads((image.initramfs.parent / "manifest.json").read_text())
+    if sys.version_info[:2] == (3, 11):  # the builder compiles the guest's stdlib with its own 3.11
+        assert manifest["python_bytecode"] == "sourceless" and not sources
+    else:  # another builder's bytecode would not load in the guest: sources, and the manifest says why
+        assert manifest["python_bytecode"].startswith("source (builder runs Python") and "os.py" in str(sources)
     assert not [n for n in entries if n.endswith(".ko.xz")]
     load = entries["usr/lib/hostrt/modules.load"][1].decode().split()
     assert any(p.endswith("/overlay.ko") for p in load) and any(p.endswith("/9p.ko") for p in load)
