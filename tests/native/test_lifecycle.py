@@ -163,25 +163,50 @@ def test_usage_errors(rt):
     assert rt("kill", "x", "NOSUCHSIG", check=False).returncode == 2
 
 
+@pytest.mark.cgroups
 def test_pause_resume_freezes_processes(rt, bundle):
-    b = bundle("sleep", "100")
+    """A paused container does not run (its counter stands still) and the kernel says it is
+    frozen: the v1 freezer's FROZEN, v2's "frozen 1" in cgroup.events; resume thaws it."""
+    b = bundle("sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/n; usleep 20000; done", readonly=False)
     rt("run", "-d", "-b", str(b), "c1")
     pid = rt.state("c1")["pid"]
+    counter = f"{b}/rootfs/tmp/n"
+
+    def count() -> int:
+        for _ in range(100):
+            text = rt.read(counter).strip() if rt.exists(counter) else ""
+            if text:
+                return int(text)
+            time.sleep(0.05)
+        raise AssertionError("the container's counter never appeared")
+
+    count()
     rt("pause", "c1")
     assert rt.state("c1")["status"] == "paused"
-    status = open(f"/proc/{pid}/status").read()
-    # a frozen task shows D (cgroup v1 freezer, kernels >= 6.1) or T/t
-    state_letter = next(l for l in status.splitlines() if l.startswith("State:")).split()[1]
-    assert state_letter in ("D", "T", "t")
+    cg = rt.saved("c1")["cgroup"]
+    if cg["version"] == 1:
+        assert rt.read(f"{cg['paths']['freezer']}/freezer.state").strip() == "FROZEN"
+        # a frozen task shows D (cgroup v1 freezer, kernels >= 6.1) or T/t
+        status = rt.read(f"/proc/{pid}/status")
+        assert next(l for l in status.splitlines() if l.startswith("State:")).split()[1] in ("D", "T", "t")
+    else:
+        assert "frozen 1" in rt.read(f"{cg['path']}/cgroup.events").splitlines()
+    frozen_at = count()
+    time.sleep(0.5)
+    assert count() == frozen_at, "the counter moved in a paused container"
     assert rt("exec", "c1", "true", check=False).returncode == 1
     rt("resume", "c1")
     assert rt.state("c1")["status"] == "running"
-    status = open(f"/proc/{pid}/status").read()
-    assert next(l for l in status.splitlines() if l.startswith("State:")).split()[1] == "S"
+    for _ in range(100):
+        if count() != frozen_at:
+            break
+        time.sleep(0.05)
+    assert count() != frozen_at, "the counter stands still after resume"
     rt("delete", "--force", "c1")
     assert rt.ids() == []
 
 
+@pytest.mark.cgroups
 def test_delete_force_of_paused_container(rt, bundle):
     b = bundle("sleep", "100")
     rt("run", "-d", "-b", str(b), "c1")
