@@ -64,7 +64,12 @@ class V2Guest:
         return out
 
     def read(self, path: str) -> str:
-        return self.ok(f"cat {shlex.quote(path)}")
+        """A guest file's text; FileNotFoundError as open() would raise it."""
+        code, out, err = self.run(f"cat {shlex.quote(path)}")
+        if code != 0 and "No such file" in err:
+            raise FileNotFoundError(path)
+        assert code == 0, f"in the guest: cat {path} -> {code}: {err}"
+        return out
 
     def exists(self, path: str) -> bool:
         return self.run(f"test -e {shlex.quote(path)}")[0] == 0

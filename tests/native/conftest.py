@@ -148,6 +148,18 @@ class Runtime:
         return subprocess.Popen([*RUNTIME, "--root", str(self.root), *args], stdout=subprocess.PIPE,
                                 stderr=subprocess.PIPE, text=True)
 
+    def program_exists(self, prog_id: int) -> bool:
+        """Whether the kernel still holds the BPF program with this id."""
+        from backends.linux_native import syscalls
+
+        attr = bytearray(12)
+        attr[0:4] = prog_id.to_bytes(4, "little")
+        try:
+            os.close(syscalls.bpf(13, attr))  # BPF_PROG_GET_FD_BY_ID
+            return True
+        except FileNotFoundError:
+            return False
+
     def attached(self, path: str) -> list[int]:
         """Ids of the BPF programs attached to a cgroup2 directory."""
         from backends.linux_native.cgroups import bpf_prog

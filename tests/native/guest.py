@@ -119,6 +119,14 @@ class GuestRuntime:
     def spawn(self, *args: str) -> Spawned:
         return Spawned(self.guest.spawn(self.command(*args, log=False)))
 
+    def program_exists(self, prog_id: int) -> bool:
+        """Whether the guest's kernel still holds the BPF program with this id."""
+        snippet = ("import os,sys; from backends.linux_native import syscalls; a=bytearray(12); "
+                   "a[0:4]=int(sys.argv[1]).to_bytes(4,'little')\ntry: os.close(syscalls.bpf(13, a)); print(1)\n"
+                   "except FileNotFoundError: print(0)")
+        out = self.guest.ok(f"PYTHONPATH={self.guest.code} python3 -S -c {shlex.quote(snippet)} {prog_id}")
+        return out.strip() == "1"
+
     def attached(self, path: str) -> list[int]:
         """Ids of the BPF programs attached to a cgroup2 directory (the runtime's own query)."""
         snippet = ("import os,sys; from backends.linux_native.cgroups import bpf_prog; "

@@ -68,18 +68,26 @@ def test_kill_signal_names_and_numbers(rt, bundle, signal):
     _wait_status(rt, "c1", "stopped")
 
 
+@pytest.mark.cgroups
 def test_kill_all_reaches_every_process(rt, bundle):
+    """`ps` and `kill --all` find the container's processes in its cgroup."""
     b = bundle("sh", "-c", "sleep 100 & sleep 100 & wait")
-    b_cfg = json.loads((b / "config.json").read_text())
+    b_cfg = json.loads(rt.read(f"{b}/config.json"))
     assert any(ns["type"] == "pid" for ns in b_cfg["linux"]["namespaces"])
     rt("run", "-d", "-b", str(b), "c1")
-    time.sleep(0.2)
-    pids = json.loads(rt("ps", "--format", "json", "c1").stdout)
+    for _ in range(50):
+        pids = json.loads(rt("ps", "--format", "json", "c1").stdout)
+        if len(pids) == 3:
+            break
+        time.sleep(0.1)
     assert len(pids) == 3
     rt("kill", "--all", "c1", "KILL")
     for pid in pids:
         for _ in range(100):
-            if not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split(") ")[1][0] == "Z":
+            try:
+                if rt.read(f"/proc/{pid}/stat").split(") ")[1][0] == "Z":
+                    break
+            except FileNotFoundError:
                 break
             time.sleep(0.02)
         else:
