@@ -184,6 +184,51 @@ def test_cgroup_values_update_and_cleanup(rt, bundle):
 
 
 @pytest.mark.cgroups
+def test_block_io_weight_is_written_on_the_kernel_scale(rt, bundle):
+    """blockIO.weight (v1's 10-1000 scale, `docker run --blkio-weight`): v1's blkio weight
+    file as it is; v2's io.bfq.weight as it is where BFQ offers one, else io.weight on its
+    1-10000 scale (runc's and crun's conversion)."""
+    def edit(config):
+        config["linux"]["resources"]["blockIO"] = {"weight": 500}
+
+    rt("run", "-d", "-b", str(bundle("sleep", "100", edit=edit)), "c1")
+    cg = _cgroup(rt, "c1")
+    base = cg["paths"]["blkio"] if cg["version"] == 1 else cg["path"]
+    names = ("blkio.weight", "blkio.bfq.weight") if cg["version"] == 1 else ("io.bfq.weight", "io.weight")
+    name = next(n for n in names if rt.exists(os.path.join(base, n)))
+    value = rt.read(os.path.join(base, name)).split("\n")[0].removeprefix("default ").strip()
+    assert value == ("4950" if name == "io.weight" else "500"), (name, value)
+    rt("delete", "--force", "c1")
+
+
+def _cpu_limit(rt, cid: str) -> tuple[int, int]:
+    """(quota, period) in microseconds, -1 for no quota: v1's two files or v2's cpu.max."""
+    if _cgroup(rt, cid)["version"] == 1:
+        return int(_file(rt, cid, "cpu", "cpu.cfs_quota_us")), int(_file(rt, cid, "cpu", "cpu.cfs_period_us"))
+    quota, period = _file(rt, cid, "", "cpu.max").split()
+    return (-1 if quota == "max" else int(quota)), int(period)
+
+
+@pytest.mark.cgroups
+def test_cpu_quota_and_period_update_one_at_a_time(rt, bundle):
+    """`update --cpu-period` alone keeps the quota in force, and a quota alone keeps the
+    period: two files on v1, one (cpu.max) on v2, where writing one half must not reset
+    the other (a lost quota is a container without its CPU limit)."""
+    def edit(config):
+        config["linux"]["resources"]["cpu"] = {"quota": 50000, "period": 100000}
+
+    rt("run", "-d", "-b", str(bundle("sleep", "100", edit=edit)), "c1")
+    assert _cpu_limit(rt, "c1") == (50000, 100000)
+    rt("update", "--cpu-period", "200000", "c1")
+    assert _cpu_limit(rt, "c1") == (50000, 200000)
+    rt("update", "--cpu-quota", "30000", "c1")
+    assert _cpu_limit(rt, "c1") == (30000, 200000)
+    rt("update", "-r", "-", "c1", input=json.dumps({"cpu": {"quota": -1}}))
+    assert _cpu_limit(rt, "c1") == (-1, 200000)
+    rt("delete", "--force", "c1")
+
+
+@pytest.mark.cgroups
 def test_refused_limit_fails_create_and_leaves_nothing(rt, bundle):
     """The limits are written while the container process already exists (it unshares its
     namespaces meanwhile): a limit the kernel refuses must still fail create cleanly."""
