@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+pytest_plugins = ("tests.cgroup_envs",)  # the host/v2-guest switch of the cgroup tests
+
 
 def _test_network_settings() -> None:
     """Containers in tests get their own bridge and a subnet no host route uses; the host's

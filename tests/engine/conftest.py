@@ -36,6 +36,27 @@ class Hostrt:
         assert done.returncode == 0, f"hostrt {' '.join(args)} failed ({done.returncode}): {done.stderr}"
         return done.stdout
 
+    def read(self, path: str) -> str:
+        """A file where the containers run (here: this host's)."""
+        return Path(path).read_text()
+
+
+class GuestHostrt(Hostrt):
+    """The same CLI with `run` and `create` sent to the lightvm machine (`--backend lightvm`),
+    whose guest is a cgroup v2 host; `read` reads the guest's files."""
+
+    def __init__(self, guest) -> None:  # noqa: ANN001 - tests.cgroup_envs.V2Guest
+        super().__init__(guest.engine.root, guest.engine.env["HOSTRT_RUNTIME"])
+        self.guest = guest
+
+    def __call__(self, *args: str, timeout: float = 120, input: str | None = None) -> subprocess.CompletedProcess[str]:
+        if args and args[0] in ("run", "create"):
+            args = (args[0], "--backend", "lightvm", *args[1:])
+        return super().__call__(*args, timeout=timeout, input=input)
+
+    def read(self, path: str) -> str:
+        return self.guest.read(path)
+
 
 @pytest.fixture(scope="session")
 def engine_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
@@ -53,5 +74,8 @@ def engine_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
 
 
 @pytest.fixture
-def hostrt(engine_root: Path) -> Hostrt:
-    return Hostrt(engine_root, _runtime())
+def hostrt(cgroup_env: str, request: pytest.FixtureRequest) -> Hostrt:
+    """The CLI on this host's root; for the guest run of a `cgroups` test, on the machine's."""
+    if cgroup_env != "host":
+        return GuestHostrt(request.getfixturevalue("v2_guest"))
+    return Hostrt(request.getfixturevalue("engine_root"), _runtime())

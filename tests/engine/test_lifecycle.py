@@ -143,20 +143,49 @@ def test_exec_in_running_container(hostrt: Hostrt) -> None:
         hostrt.ok("rm", "-f", "execme")
 
 
+def _log_lines(hostrt: Hostrt, name: str) -> int:
+    return len(hostrt.ok("logs", name).splitlines())
+
+
+@pytest.mark.cgroups
 def test_pause_freezes_processes(hostrt: Hostrt) -> None:
-    hostrt.ok("run", "-d", "--name", "freezer", "busybox", "sleep", "60")
+    """A paused container's ticking stops (its log stands still) and resumes on unpause."""
+    hostrt.ok("run", "-d", "--name", "freezer", "busybox", "sh", "-c", "while true; do echo tick; usleep 50000; done")
     try:
+        deadline = time.monotonic() + 30
+        while _log_lines(hostrt, "freezer") < 2 and time.monotonic() < deadline:
+            time.sleep(0.1)
         hostrt.ok("pause", "freezer")
         info = json.loads(hostrt.ok("inspect", "freezer"))[0]
         assert info["State"]["Paused"] is True
-        status = Path(f"/proc/{info['State']['Pid']}/status").read_text()
+        status = hostrt.read(f"/proc/{info['State']['Pid']}/status")
         assert "(frozen)" in status or "State:\tD" in status or "State:\tS" in status
+        time.sleep(0.3)  # a line being written when the freeze came is in the log by now
+        frozen_at = _log_lines(hostrt, "freezer")
+        time.sleep(0.5)
+        assert _log_lines(hostrt, "freezer") == frozen_at, "a paused container went on ticking"
         hostrt.ok("unpause", "freezer")
         assert json.loads(hostrt.ok("inspect", "freezer"))[0]["State"]["Status"] == "running"
+        deadline = time.monotonic() + 30
+        while _log_lines(hostrt, "freezer") == frozen_at and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert _log_lines(hostrt, "freezer") > frozen_at, "the container did not tick again after unpause"
     finally:
         hostrt.ok("rm", "-f", "freezer")
 
 
+@pytest.mark.cgroups
+def test_limits_reach_the_container_cgroup(hostrt: Hostrt) -> None:
+    """--memory, --cpus and --pids-limit as the container's own cgroup files show them, v1
+    (memory/, cpu/, pids/) or v2 (one directory): the same numbers either way."""
+    script = ("cd /sys/fs/cgroup; if [ -e memory.max ]; then cat memory.max cpu.max pids.max; "
+              "else cat memory/memory.limit_in_bytes cpu/cpu.cfs_quota_us cpu/cpu.cfs_period_us pids/pids.max; fi")
+    done = hostrt("run", "--rm", "--memory", "48m", "--cpus", "0.5", "--pids-limit", "33", "busybox", "sh", "-c", script)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == [str(48 << 20), "50000", "100000", "33"], done.stdout
+
+
+@pytest.mark.cgroups
 def test_memory_limit_oom_kill_is_recorded(hostrt: Hostrt) -> None:
     done = hostrt("run", "--name", "hog", "--memory", "16m", "busybox", "sh", "-c",
                   "x=aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa; while true; do x=$x$x; done")
@@ -166,6 +195,7 @@ def test_memory_limit_oom_kill_is_recorded(hostrt: Hostrt) -> None:
     hostrt.ok("rm", "hog")
 
 
+@pytest.mark.cgroups
 def test_pids_limit_holds_a_fork_bomb(hostrt: Hostrt) -> None:
     # A child shell forks until it cannot (and dies of it); the parent then counts the
     # processes with builtins only, since nothing more can fork.
@@ -174,6 +204,7 @@ def test_pids_limit_holds_a_fork_bomb(hostrt: Hostrt) -> None:
     assert 10 <= int(done.stdout.strip().splitlines()[-1]) <= 20, done.stdout + done.stderr
 
 
+@pytest.mark.cgroups
 def test_host_devices_stay_out_of_reach(hostrt: Hostrt) -> None:
     """Docker's device rules: root in the container may mknod (CAP_MKNOD, `c *:* m`), but
     not open the node of the kernel log (c 1:11) or of a disk (b 7:0, loop0); the standard

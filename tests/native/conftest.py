@@ -91,7 +91,11 @@ def rootfs_template(tmp_path_factory) -> Path:
 
 
 class Runtime:
-    """Runs hostrt-runtime with a private --root and --log."""
+    """Runs hostrt-runtime with a private --root and --log. The methods below __call__ are
+    what a test reads besides the runtime's output; tests/native/guest.py has the same
+    ones for the cgroup v2 guest, so a `cgroups` test body runs unchanged in both."""
+
+    where = "host"
 
     def __init__(self, root: Path, log: Path) -> None:
         self.root = root
@@ -118,9 +122,65 @@ class Runtime:
     def ids(self) -> list[str]:
         return self("list", "-q").stdout.split()
 
+    def saved(self, cid: str) -> dict:
+        """The container's state.json."""
+        return json.loads((self.root / cid / "state.json").read_text())
+
+    def out(self) -> str:
+        """What detached containers wrote."""
+        return self.output.read_text() if self.output.exists() else ""
+
+    def read(self, path: str) -> str:
+        with open(path) as f:
+            return f.read()
+
+    def exists(self, path: str) -> bool:
+        return os.path.exists(path)
+
+    def write(self, path: str, text: str) -> None:
+        with open(path, "w") as f:
+            f.write(text)
+
+    def listdir(self, path: str) -> list[str]:
+        return os.listdir(path)
+
+    def spawn(self, *args: str) -> subprocess.Popen:
+        return subprocess.Popen([*RUNTIME, "--root", str(self.root), *args], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+
+    def program_exists(self, prog_id: int) -> bool:
+        """Whether the kernel still holds the BPF program with this id."""
+        from backends.linux_native import syscalls
+
+        attr = bytearray(12)
+        attr[0:4] = prog_id.to_bytes(4, "little")
+        try:
+            os.close(syscalls.bpf(13, attr))  # BPF_PROG_GET_FD_BY_ID
+            return True
+        except FileNotFoundError:
+            return False
+
+    def attached(self, path: str) -> list[int]:
+        """Ids of the BPF programs attached to a cgroup2 directory."""
+        from backends.linux_native.cgroups import bpf_prog
+
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            return bpf_prog.attached(fd)
+        finally:
+            os.close(fd)
+
 
 @pytest.fixture
-def rt(tmp_path) -> Runtime:
+def rt(tmp_path, cgroup_env, request):
+    """The runtime on this host, or in the cgroup v2 guest for the guest run of a `cgroups` test."""
+    if cgroup_env != "host":
+        from tests.native.guest import GuestRuntime
+
+        guest_runtime = GuestRuntime(request.getfixturevalue("v2_guest"))
+        yield guest_runtime
+        guest_runtime.cleanup()
+        return
     runtime = Runtime(tmp_path / "state", tmp_path / "runtime.log")
     yield runtime
     leftovers = runtime.ids() if runtime.root.exists() else []
@@ -156,8 +216,13 @@ class BundleFactory:
 
 
 @pytest.fixture
-def bundle(tmp_path, rootfs_template) -> BundleFactory:
-    return BundleFactory(tmp_path, rootfs_template)
+def bundle(tmp_path, rt, cgroup_env, request):
+    """Bundles where `rt` runs them: here, or in the guest."""
+    if cgroup_env != "host":
+        from tests.native.guest import GuestBundleFactory, guest_rootfs_template
+
+        return GuestBundleFactory(rt, guest_rootfs_template(rt.guest))
+    return BundleFactory(tmp_path, request.getfixturevalue("rootfs_template"))
 
 
 @pytest.fixture

@@ -68,18 +68,26 @@ def test_kill_signal_names_and_numbers(rt, bundle, signal):
     _wait_status(rt, "c1", "stopped")
 
 
+@pytest.mark.cgroups
 def test_kill_all_reaches_every_process(rt, bundle):
+    """`ps` and `kill --all` find the container's processes in its cgroup."""
     b = bundle("sh", "-c", "sleep 100 & sleep 100 & wait")
-    b_cfg = json.loads((b / "config.json").read_text())
+    b_cfg = json.loads(rt.read(f"{b}/config.json"))
     assert any(ns["type"] == "pid" for ns in b_cfg["linux"]["namespaces"])
     rt("run", "-d", "-b", str(b), "c1")
-    time.sleep(0.2)
-    pids = json.loads(rt("ps", "--format", "json", "c1").stdout)
+    for _ in range(50):
+        pids = json.loads(rt("ps", "--format", "json", "c1").stdout)
+        if len(pids) == 3:
+            break
+        time.sleep(0.1)
     assert len(pids) == 3
     rt("kill", "--all", "c1", "KILL")
     for pid in pids:
         for _ in range(100):
-            if not os.path.exists(f"/proc/{pid}") or open(f"/proc/{pid}/stat").read().split(") ")[1][0] == "Z":
+            try:
+                if rt.read(f"/proc/{pid}/stat").split(") ")[1][0] == "Z":
+                    break
+            except FileNotFoundError:
                 break
             time.sleep(0.02)
         else:
@@ -163,25 +171,50 @@ def test_usage_errors(rt):
     assert rt("kill", "x", "NOSUCHSIG", check=False).returncode == 2
 
 
+@pytest.mark.cgroups
 def test_pause_resume_freezes_processes(rt, bundle):
-    b = bundle("sleep", "100")
+    """A paused container does not run (its counter stands still) and the kernel says it is
+    frozen: the v1 freezer's FROZEN, v2's "frozen 1" in cgroup.events; resume thaws it."""
+    b = bundle("sh", "-c", "i=0; while true; do i=$((i+1)); echo $i > /tmp/n; usleep 20000; done", readonly=False)
     rt("run", "-d", "-b", str(b), "c1")
     pid = rt.state("c1")["pid"]
+    counter = f"{b}/rootfs/tmp/n"
+
+    def count() -> int:
+        for _ in range(100):
+            text = rt.read(counter).strip() if rt.exists(counter) else ""
+            if text:
+                return int(text)
+            time.sleep(0.05)
+        raise AssertionError("the container's counter never appeared")
+
+    count()
     rt("pause", "c1")
     assert rt.state("c1")["status"] == "paused"
-    status = open(f"/proc/{pid}/status").read()
-    # a frozen task shows D (cgroup v1 freezer, kernels >= 6.1) or T/t
-    state_letter = next(l for l in status.splitlines() if l.startswith("State:")).split()[1]
-    assert state_letter in ("D", "T", "t")
+    cg = rt.saved("c1")["cgroup"]
+    if cg["version"] == 1:
+        assert rt.read(f"{cg['paths']['freezer']}/freezer.state").strip() == "FROZEN"
+        # a frozen task shows D (cgroup v1 freezer, kernels >= 6.1) or T/t
+        status = rt.read(f"/proc/{pid}/status")
+        assert next(l for l in status.splitlines() if l.startswith("State:")).split()[1] in ("D", "T", "t")
+    else:
+        assert "frozen 1" in rt.read(f"{cg['path']}/cgroup.events").splitlines()
+    frozen_at = count()
+    time.sleep(0.5)
+    assert count() == frozen_at, "the counter moved in a paused container"
     assert rt("exec", "c1", "true", check=False).returncode == 1
     rt("resume", "c1")
     assert rt.state("c1")["status"] == "running"
-    status = open(f"/proc/{pid}/status").read()
-    assert next(l for l in status.splitlines() if l.startswith("State:")).split()[1] == "S"
+    for _ in range(100):
+        if count() != frozen_at:
+            break
+        time.sleep(0.05)
+    assert count() != frozen_at, "the counter stands still after resume"
     rt("delete", "--force", "c1")
     assert rt.ids() == []
 
 
+@pytest.mark.cgroups
 def test_delete_force_of_paused_container(rt, bundle):
     b = bundle("sleep", "100")
     rt("run", "-d", "-b", str(b), "c1")

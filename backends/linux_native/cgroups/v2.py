@@ -85,8 +85,7 @@ class V2Manager(Manager):
         if cpu.get("shares"):
             writes.append(("cpu.weight", _shares_to_weight(cpu["shares"])))
         if cpu.get("quota") is not None or cpu.get("period") is not None:
-            quota = cpu.get("quota")
-            writes.append(("cpu.max", f"{_max(quota)} {cpu.get('period') or 100000}"))
+            writes.append(("cpu.max", self._cpu_max(cpu.get("quota"), cpu.get("period"))))
         if cpu.get("cpus"):
             writes.append(("cpuset.cpus", cpu["cpus"]))
         if cpu.get("mems"):
@@ -113,6 +112,20 @@ class V2Manager(Manager):
                 raise OSError(exc.errno, f"cgroup {name}={value}: {exc.strerror}") from None
         if resources.get("devices") is not None:
             self.set_devices(resources["devices"])
+
+    def _cpu_max(self, quota: int | None, period: int | None) -> str:
+        """cpu.max holds both halves v1 keeps in two files: a quota alone is written alone
+        (the kernel keeps the period), a period alone with the quota in force, so an update
+        of one never lifts or resets the other."""
+        if period is None:
+            return _max(quota)
+        if quota is None:
+            try:
+                with open(os.path.join(self.path, "cpu.max")) as f:
+                    return f"{f.read().split()[0]} {period}"
+            except (OSError, IndexError):
+                return f"max {period}"
+        return f"{_max(quota)} {period}"
 
     def _io_weights(self, blockio: dict) -> list[tuple[str, str]]:
         """blockIO.weight and weightDevice (v1's blkio scale, 10-1000) as runc and crun write
