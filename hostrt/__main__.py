@@ -26,6 +26,22 @@ def _secure_roots() -> None:
         raise HostrtError(f"cannot prepare hostrt's directories: {err}") from None
 
 
+def _join_rootless() -> str | None:
+    """An ordinary user's command enters the user's rootless namespace first, while it is
+    single-threaded (hostrt/rootless); the error printed if it cannot, else None."""
+    from hostrt import rootless
+
+    if not rootless.wanted():
+        return None
+    try:
+        rootless.enter()
+    except rootless.RootlessError as err:
+        message = f"hostrt: error: rootless: {err}"
+        print(message, file=sys.stderr)
+        return message
+    return None
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code; user mistakes never show a traceback unless --debug.
     From the command line (argv None) the resident engine server runs it when there is one."""
@@ -34,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         # The most common probe of an installation: answer it without importing the CLI stack.
         print(f"hostrt version {__version__}")
         return 0
+    if argv is None and _join_rootless() is not None:
+        return EXIT_HOSTRT
     if argv is None:
         from hostrt import server_client
 

@@ -28,7 +28,8 @@ def libvirt_uri() -> str:
     override = os.environ.get("HOSTRT_LIBVIRT_URI")
     if override:
         return override
-    return "qemu:///system" if os.geteuid() == 0 else "qemu:///session"
+    rootless = "HOSTRT_ROOTLESS_UID" in os.environ  # root of the user's own namespace only
+    return "qemu:///system" if os.geteuid() == 0 and not rootless else "qemu:///session"
 
 
 def open_libvirt() -> "libvirt.virConnect":

@@ -17,6 +17,9 @@ class Manager:
 
     version = 0
 
+    def create(self) -> None:
+        """Make the cgroup(s), empty."""
+
     def apply(self, pid: int) -> None:
         """Create the cgroup(s) if needed and move PID in."""
 
@@ -115,8 +118,20 @@ def default_path(container_id: str) -> str:
     return f"hostrt-runtime/{container_id}"
 
 
-def create_manager(cgroups_path: str, container_id: str) -> Manager:
-    """A manager for a new container (nothing is created until apply)."""
+def create_manager(cgroups_path: str, container_id: str, resources: dict | None = None) -> Manager:
+    """A manager for a new container (nothing is created until apply). Rootless (in a user
+    namespace an ordinary user owns) only the cgroupsPath the caller chose is used, in a
+    tree delegated to that user; without one the container has no cgroup, and limits in
+    RESOURCES are refused, naming them."""
+    from backends.linux_native import namespaces
+
+    if namespaces.rootless() and not cgroups_path:
+        asked = [key for key in ("memory", "cpu", "pids", "blockIO", "hugepageLimits", "unified") if (resources or {}).get(key)]
+        if asked:
+            from backends.linux_native.errors import RuntimeFailure
+
+            raise RuntimeFailure(f"rootless without a cgroupsPath: cannot apply linux.resources {', '.join(asked)}")
+        return Manager()
     path = cgroups_path or default_path(container_id)
     if ":" in path and not path.startswith("/"):
         # systemd's "slice:prefix:name" form, driven through cgroupfs.

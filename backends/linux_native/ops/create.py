@@ -64,8 +64,8 @@ def create(root: str, container_id: str, bundle: str, opts, reaper: bool = False
         fifo = os.path.join(ctr.dir, state.FIFO)
         os.mkfifo(fifo, 0o622)
         os.chmod(fifo, 0o622)
-        manager = cgroups.create_manager(spec.cgroups_path, container_id)
         resources = _resources(spec)
+        manager = cgroups.create_manager(spec.cgroups_path, container_id, resources)
 
         def prepare_cgroup() -> None:
             manager.create()
