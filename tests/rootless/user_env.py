@@ -67,10 +67,11 @@ def install(destination: Path, python: str = SYSTEM_PYTHON) -> Path:
     site = _site_packages(destination)
     (site / "hostrt-deps.pth").write_text(f"{_site_packages(deps)}\n")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
+    source = Path(os.environ.get("HOSTRT_ROOTLESS_SOURCE") or REPO)  # another checkout's code, to compare
     for package in ("hostrt", "backends"):
-        shutil.copytree(REPO / package, site / package, ignore=ignore)
+        shutil.copytree(source / package, site / package, ignore=ignore)
     bin_dir = destination / "bin"
-    shutil.copy(REPO / "bin" / "hostrt-runtime", bin_dir / "hostrt-runtime")
+    shutil.copy(source / "bin" / "hostrt-runtime", bin_dir / "hostrt-runtime")
     (bin_dir / "hostrt").write_text(f"#!{bin_dir / 'python3'}\nimport sys\nfrom hostrt.__main__ import main\nsys.exit(main())\n")
     for path in [destination, *destination.rglob("*")]:
         if not path.is_symlink():
