@@ -96,8 +96,8 @@ def test_network_none_and_host(rootless: AsUser) -> None:
 
 
 def test_limit_without_delegated_cgroup_is_refused_in_one_line(rootless: AsUser) -> None:
-    info = rootless.ok("info")
-    if "no delegated cgroup v2 tree" not in info:
+    unified = Path("/sys/fs/cgroup/cgroup.controllers").exists()  # v1 and hybrid hosts delegate nothing
+    if unified and "no delegated cgroup v2 tree" not in rootless.ok("info"):
         pytest.skip("this host delegates a cgroup v2 tree to the user: limits apply there")
     done = rootless.hostrt("run", "--rm", "--network", "none", "--memory", "64m", "busybox", "true")
     assert done.returncode == 125
