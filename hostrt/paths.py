@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -50,6 +49,8 @@ def run_root() -> Path:
     xdg_runtime = os.environ.get("XDG_RUNTIME_DIR")
     if xdg_runtime:
         return Path(xdg_runtime) / "hostrt"
+    import tempfile  # only here: every command computes this path, and tempfile imports random and shutil
+
     uid = int(os.environ.get("HOSTRT_ROOTLESS_UID") or (os.getuid() if hasattr(os, "getuid") else os.getpid()))
     return Path(tempfile.gettempdir()) / f"hostrt-{uid}"
 

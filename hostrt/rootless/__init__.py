@@ -20,6 +20,7 @@ UID_VARIABLE = "HOSTRT_ROOTLESS_UID"
 DISABLE_VARIABLE = "HOSTRT_ROOTLESS"  # "0": never join (commands fail as they would without it)
 CLONE_NEWUSER = 0x10000000
 CLONE_NEWNS = 0x00020000
+PID_FILE = "pause.pid"  # the holder's pid and start time (holder.py)
 
 
 class RootlessError(Exception):
@@ -54,11 +55,22 @@ def wanted() -> bool:
 
 
 def state_dir() -> str:
-    """Where the holder's pid and lock live: the user's runtime directory (gone at reboot,
-    as the holder is)."""
-    from hostrt.paths import run_root
+    """Where the holder's pid and lock live: `rootless/` in hostrt's run root for this user
+    (gone at reboot, as the holder is). Computed as hostrt.paths.run_root does for an
+    ordinary user, without importing it (dataclasses, pathlib: on every command's path);
+    tests/rootless/test_units.py keeps the two equal."""
+    environ = os.environ
+    if environ.get("HOSTRT_RUN_ROOT"):
+        base = environ["HOSTRT_RUN_ROOT"]
+    elif environ.get("HOSTRT_ROOT"):
+        base = f"{environ['HOSTRT_ROOT']}/run"
+    elif environ.get("XDG_RUNTIME_DIR"):
+        base = f"{environ['XDG_RUNTIME_DIR']}/hostrt"
+    else:
+        import tempfile
 
-    return os.path.join(str(run_root()), "rootless")
+        base = f"{tempfile.gettempdir()}/hostrt-{user_uid()}"
+    return f"{base}/rootless"
 
 
 def _setns(fd: int, flag: int) -> None:
@@ -71,14 +83,47 @@ def _setns(fd: int, flag: int) -> None:
     syscalls.setns(fd, flag)
 
 
+def start_time(pid: int) -> str | None:
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            data = f.read()
+    except OSError:
+        return None
+    return data[data.rindex(b")") + 2:].split()[19].decode()  # field 22
+
+
+def find(directory: str) -> tuple[int, tuple[int, int]] | None:
+    """The live holder's pid and open fds of its user and mount namespaces, or None."""
+    try:
+        with open(os.path.join(directory, PID_FILE)) as f:
+            pid_text, _, started = f.read().strip().partition(" ")
+        pid = int(pid_text)
+    except (OSError, ValueError):
+        return None
+    try:
+        user = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        return None
+    try:
+        mnt = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    except OSError:
+        os.close(user)
+        return None
+    if start_time(pid) != started:  # checked after opening: the fds are the holder's
+        os.close(user)
+        os.close(mnt)
+        return None
+    return pid, (user, mnt)
+
+
 def enter() -> None:
     """Join the user's rootless namespaces, making the holder first if there is none.
     Must run before any thread exists (setns of a user namespace requires it)."""
-    from hostrt.rootless import holder
-
     directory = state_dir()
-    found = holder.find(directory)
+    found = find(directory)
     if found is None:
+        from hostrt.rootless import holder
+
         found = holder.ensure(directory)
     pid, fds = found
     try:

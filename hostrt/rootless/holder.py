@@ -12,45 +12,11 @@ from __future__ import annotations
 import os
 import signal
 
-from hostrt.rootless import CLONE_NEWNS, CLONE_NEWUSER, RootlessError
+from hostrt.rootless import CLONE_NEWNS, CLONE_NEWUSER, PID_FILE, RootlessError, start_time, find
 
-PID_FILE = "pause.pid"
 LOCK_FILE = "pause.lock"
 PROGRAM_NAME = "hostrt-rootless-pause"
 MS_REC, MS_SLAVE = 0x4000, 0x80000
-
-
-def _start_time(pid: int) -> str | None:
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            data = f.read()
-    except OSError:
-        return None
-    return data[data.rindex(b")") + 2:].split()[19].decode()  # field 22
-
-
-def find(directory: str) -> tuple[int, tuple[int, int]] | None:
-    """The live holder's pid and open fds of its user and mount namespaces, or None."""
-    try:
-        with open(os.path.join(directory, PID_FILE)) as f:
-            pid_text, _, started = f.read().strip().partition(" ")
-        pid = int(pid_text)
-    except (OSError, ValueError):
-        return None
-    try:
-        user = os.open(f"/proc/{pid}/ns/user", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        mnt = os.open(f"/proc/{pid}/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        os.close(user)
-        return None
-    if _start_time(pid) != started:  # checked after opening: the fds are the holder's
-        os.close(user)
-        os.close(mnt)
-        return None
-    return pid, (user, mnt)
 
 
 def ensure(directory: str) -> tuple[int, tuple[int, int]]:
@@ -70,7 +36,7 @@ def ensure(directory: str) -> tuple[int, tuple[int, int]]:
         pid = _spawn()
         tmp = os.path.join(directory, PID_FILE + ".tmp")
         with open(tmp, "w") as f:
-            f.write(f"{pid} {_start_time(pid)}\n")
+            f.write(f"{pid} {start_time(pid)}\n")
         os.replace(tmp, os.path.join(directory, PID_FILE))
         found = find(directory)
         if found is None:
