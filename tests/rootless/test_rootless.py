@@ -31,6 +31,24 @@ def _container_id(rootless: AsUser, name: str) -> str:
     return json.loads(rootless.ok("inspect", name))[0]["id"]
 
 
+def _cmdline(pid: int) -> bytes:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return b""
+
+
+def _user_pids(rootless: AsUser) -> list[int]:
+    pids = []
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit() and proc.stat().st_uid == rootless.user.uid:
+                pids.append(int(proc.name))
+        except OSError:
+            continue
+    return pids
+
+
 def _holder_mounts(rootless: AsUser) -> str:
     return Path(f"/proc/{rootless.holder_pid()}/mountinfo").read_text()
 
@@ -59,7 +77,12 @@ def test_detached_container_exec_logs_ps_stop_rm_leave_nothing(rootless: AsUser)
     pid = json.loads(rootless.ok("inspect", name))[0]["State"]["Pid"]
     holder = rootless.holder_pid()
     # the container, the engine server and the monitor all live in the user's namespace
+    engine = [p for p in _user_pids(rootless) if b"hostrt.server" in _cmdline(p) or b"hostrt.engine.monitor" in _cmdline(p)]
+    assert len(engine) == 2, "expected the engine server and the monitor"
     assert os.readlink(f"/proc/{pid}/ns/user") == os.readlink(f"/proc/{holder}/ns/user")
+    for member in engine:
+        for kind in ("user", "mnt"):
+            assert os.readlink(f"/proc/{member}/ns/{kind}") == os.readlink(f"/proc/{holder}/ns/{kind}")
     assert f"/containers/{cid}/rootfs" in _holder_mounts(rootless)
     rootless.ok("stop", "-t", "1", name)
     assert json.loads(rootless.ok("inspect", name))[0]["status"] == "exited"
