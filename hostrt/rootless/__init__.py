@@ -54,6 +54,15 @@ def wanted() -> bool:
             and os.environ.get(DISABLE_VARIABLE, "1") != "0" and UID_VARIABLE not in os.environ)
 
 
+def stays_outside(args: list[str]) -> bool:
+    """Commands that drive VMs (`machine ...`, `--backend lightvm`) run as the user itself,
+    outside the namespace: there libvirt sees uid 0 and looks for the system daemon."""
+    if args[:1] == ["machine"]:
+        return True
+    return any(arg == "--backend=lightvm" or (arg == "--backend" and following == "lightvm")
+               for arg, following in zip(args, [*args[1:], ""]))
+
+
 def state_dir() -> str:
     """Where the holder's pid and lock live: `rootless/` in hostrt's run root for this user
     (gone at reboot, as the holder is). Computed as hostrt.paths.run_root does for an

@@ -85,7 +85,8 @@ def _end_processes(user: user_env.User) -> None:
 
 def _wipe(user: user_env.User) -> None:
     _end_processes(user)
-    for path in (user.home / ".local" / "share" / "hostrt", user.runtime_dir / "hostrt", user.runtime_dir / "hostrt-server"):
+    for path in (user.home / ".local" / "share" / "hostrt", user.runtime_dir / "hostrt", user.runtime_dir / "hostrt-server",
+                 user.home / ".config" / "libvirt", user.home / ".cache" / "libvirt", user.runtime_dir / "libvirt"):
         shutil.rmtree(path, ignore_errors=True)
 
 

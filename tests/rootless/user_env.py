@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[2]
 CACHE = Path(os.environ.get("HOSTRT_ROOTLESS_CACHE", "/var/tmp/hostrt-rootless"))
 SYSTEM_PYTHON = "/usr/bin/python3"
 DEPENDENCIES = ["typer>=0.29", "pydantic>=2.14", "requests>=2.34", "paramiko>=5.1", "rich>=15.0",
-                "zstandard>=0.25", "pyyaml>=6.0"]
+                "zstandard>=0.25", "pyyaml>=6.0", "libvirt-python>=12.8"]  # compiled once per cache key
 
 
 def _python_version(python: str) -> str:
@@ -68,7 +68,7 @@ def install(destination: Path, python: str = SYSTEM_PYTHON) -> Path:
     (site / "hostrt-deps.pth").write_text(f"{_site_packages(deps)}\n")
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     source = Path(os.environ.get("HOSTRT_ROOTLESS_SOURCE") or REPO)  # another checkout's code, to compare
-    for package in ("hostrt", "backends"):
+    for package in ("hostrt", "backends", "images"):  # images/: the busybox and guest recipes
         shutil.copytree(source / package, site / package, ignore=ignore)
     bin_dir = destination / "bin"
     shutil.copy(source / "bin" / "hostrt-runtime", bin_dir / "hostrt-runtime")
@@ -130,6 +130,9 @@ def make_user(name: str, subids: int | None) -> User:
                 f.write(f"{name}:{start}:{subids}\n")
     home = Path(entry.pw_dir)
     home.chmod(0o700)
+    temp = home / "tmp"  # TMPDIR: apt (guest image builds) needs one, and /tmp may not be writable
+    temp.mkdir(mode=0o700, exist_ok=True)
+    os.chown(temp, entry.pw_uid, entry.pw_gid)
     runtime_dir = Path(f"/run/user/{entry.pw_uid}")
     runtime_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
     os.chown(runtime_dir, entry.pw_uid, entry.pw_gid)
@@ -154,7 +157,7 @@ def holder_pids(user: User) -> list[int]:
 def user_environment(user: User, bin_dir: Path) -> dict[str, str]:
     return {"HOME": str(user.home), "USER": user.name, "LOGNAME": user.name, "XDG_RUNTIME_DIR": str(user.runtime_dir),
             "PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin", "LANG": "C.UTF-8",
-            "HOSTRT_DNS": "", "PYTHONDONTWRITEBYTECODE": "1"}
+            "HOSTRT_DNS": "", "PYTHONDONTWRITEBYTECODE": "1", "TMPDIR": str(user.home / "tmp")}
 
 
 def run_as(user: User, command: list[str], env: dict[str, str], timeout: float = 120, cwd: str | None = None,
