@@ -84,10 +84,17 @@ def _end_processes(user: user_env.User) -> None:
 
 
 def _wipe(user: user_env.User) -> None:
+    """Nothing of an earlier session stays: files it made may belong to another id range."""
     _end_processes(user)
-    for path in (user.home / ".local" / "share" / "hostrt", user.runtime_dir / "hostrt", user.runtime_dir / "hostrt-server",
-                 user.home / ".config" / "libvirt", user.home / ".cache" / "libvirt", user.runtime_dir / "libvirt"):
-        shutil.rmtree(path, ignore_errors=True)
+    for directory in (user.home, user.runtime_dir):
+        for path in directory.iterdir():
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+    temp = user.home / "tmp"
+    temp.mkdir(mode=0o700)
+    os.chown(temp, user.uid, user.gid)
 
 
 @pytest.fixture(scope="session")
