@@ -26,6 +26,31 @@ def _secure_roots() -> None:
         raise HostrtError(f"cannot prepare hostrt's directories: {err}") from None
 
 
+def _join_rootless(args: list[str]) -> str | None:
+    """An ordinary user's command enters the user's rootless namespace first, while it is
+    single-threaded (hostrt/rootless); the error printed if it cannot, else None. The VM
+    commands stay outside: libvirt's session daemon must see the user as itself."""
+    from hostrt import rootless
+
+    if not rootless.wanted() or rootless.stays_outside(args):
+        return None
+    try:
+        rootless.enter()
+    except rootless.RootlessError as err:
+        message = f"hostrt: error: rootless: {err}"
+        print(message, file=sys.stderr)
+        return message
+    return None
+
+
+def _outside_rootless() -> bool:
+    """An ordinary user's command that did not join: it must neither use nor start the
+    engine server, which lives in the rootless namespace."""
+    from hostrt import rootless
+
+    return rootless.wanted()
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return its exit code; user mistakes never show a traceback unless --debug.
     From the command line (argv None) the resident engine server runs it when there is one."""
@@ -34,7 +59,9 @@ def main(argv: list[str] | None = None) -> int:
         # The most common probe of an installation: answer it without importing the CLI stack.
         print(f"hostrt version {__version__}")
         return 0
-    if argv is None:
+    if argv is None and _join_rootless(args) is not None:
+        return EXIT_HOSTRT
+    if argv is None and not _outside_rootless():
         from hostrt import server_client
 
         code = server_client.delegate(args)

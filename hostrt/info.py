@@ -8,6 +8,7 @@ from hostrt import __version__
 from hostrt.accelerator import cached_probe
 from hostrt.machine_costs import MachineCost, all_machine_costs, describe
 from hostrt.paths import Paths
+from hostrt.rootless.report import gather as gather_rootless
 from hostrt.platform import BackendStatus, HostInfo, detect_host, lightvm_status, native_status
 
 
@@ -20,6 +21,7 @@ class InfoReport(BaseModel):
     run_root: str
     backends: list[BackendStatus]
     machines: list[MachineCost] = []  # each machine's state and measured start costs
+    rootless: dict[str, str] | None = None  # an ordinary user's mode (hostrt/rootless/report.py)
 
 
 def gather_info(paths: Paths | None = None) -> InfoReport:
@@ -35,6 +37,7 @@ def gather_info(paths: Paths | None = None) -> InfoReport:
         run_root=str(paths.run),
         backends=[native_status(host), lightvm_status(host)],
         machines=all_machine_costs(paths.machines),
+        rootless=gather_rootless(),
     )
 
 
@@ -54,8 +57,11 @@ def render_text(report: InfoReport) -> str:
         f"                    {accel.reason}",
         f"  Root:             {report.root}",
         f"  Run root:         {report.run_root}",
-        "Backends:",
     ]
+    if report.rootless is not None:
+        lines.append("Rootless:         yes (a user namespace of this user's own, hostrt/rootless)")
+        lines.extend(f"  {label + ':':<16} {value}" for label, value in report.rootless.items())
+    lines.append("Backends:")
     for backend in report.backends:
         lines.append(f"  {backend.name}: {'usable' if backend.usable else 'NOT usable'}")
         lines.extend(f"    - {reason}" for reason in backend.reasons)

@@ -8,14 +8,15 @@ from __future__ import annotations
 
 import os
 import sys
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 
 def _is_root() -> bool:
+    """Root of the host: not the root of a rootless user namespace (hostrt/rootless), whose
+    data stays in the user's own directories."""
     geteuid = getattr(os, "geteuid", None)  # absent on Windows
-    return geteuid is not None and geteuid() == 0
+    return geteuid is not None and geteuid() == 0 and "HOSTRT_ROOTLESS_UID" not in os.environ
 
 
 def _user_data_dir() -> Path:
@@ -48,7 +49,9 @@ def run_root() -> Path:
     xdg_runtime = os.environ.get("XDG_RUNTIME_DIR")
     if xdg_runtime:
         return Path(xdg_runtime) / "hostrt"
-    uid = os.getuid() if hasattr(os, "getuid") else os.getpid()
+    import tempfile  # only here: every command computes this path, and tempfile imports random and shutil
+
+    uid = int(os.environ.get("HOSTRT_ROOTLESS_UID") or (os.getuid() if hasattr(os, "getuid") else os.getpid()))
     return Path(tempfile.gettempdir()) / f"hostrt-{uid}"
 
 

@@ -38,7 +38,9 @@ def server_key() -> str:
 def socket_dir() -> str:
     """A directory only this user can enter: the socket runs commands as that user."""
     uid = os.geteuid()
-    if uid == 0:
+    if uid == 0 and "HOSTRT_ROOTLESS_UID" in os.environ:  # a rootless user's server (hostrt/rootless)
+        uid = int(os.environ["HOSTRT_ROOTLESS_UID"])
+    elif uid == 0:
         return "/run/hostrt-server"
     runtime_dir = os.environ.get("XDG_RUNTIME_DIR")
     return f"{runtime_dir}/hostrt-server" if runtime_dir else f"/tmp/hostrt-server-{uid}"

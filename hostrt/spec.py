@@ -9,6 +9,7 @@ re-reads the image config.
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -166,10 +167,16 @@ def build_spec(
     if options.network != "host":  # joined by path when hostrt made it (bridge), else a new empty one
         namespaces.append({"type": "network", **({"path": netns} if netns else {})})
     resources = _resources(options)
+    cgroups_path = f"/hostrt/{container_id}"
+    if "HOSTRT_ROOTLESS_UID" in os.environ:  # an ordinary user's containers (hostrt/rootless)
+        from hostrt.rootless import cgroups as rootless_cgroups
+
+        rootless_cgroups.refuse_unappliable(resources)
+        cgroups_path = rootless_cgroups.cgroups_path(container_id)
     linux: dict[str, Any] = {
         "namespaces": namespaces,
         "resources": resources,
-        "cgroupsPath": f"/hostrt/{container_id}",
+        "cgroupsPath": cgroups_path,
         "maskedPaths": list(MASKED_PATHS),
         "readonlyPaths": list(READONLY_PATHS),
     }

@@ -28,7 +28,26 @@ def libvirt_uri() -> str:
     override = os.environ.get("HOSTRT_LIBVIRT_URI")
     if override:
         return override
+    if "HOSTRT_ROOTLESS_UID" in os.environ:
+        return _rootless_session_uri()
     return "qemu:///system" if os.geteuid() == 0 else "qemu:///session"
+
+
+def _rootless_session_uri() -> str:
+    """Inside an ordinary user's rootless namespace (hostrt/rootless) the user is uid 0, and
+    libvirt would look for the system daemon: the session daemon is reached by its socket
+    (it checks the peer's real uid, the user's). Started outside by `hostrt machine` or a
+    `--backend lightvm` command, which libvirt spawns it for."""
+    directory = f"{os.environ.get('XDG_RUNTIME_DIR') or ''}/libvirt"
+    socket = next((f"{directory}/{name}" for name in ("virtqemud-sock", "libvirt-sock")
+                   if os.path.exists(f"{directory}/{name}")), f"{directory}/libvirt-sock")
+    return f"qemu+unix:///session?socket={socket}"
+
+
+def _how_to_start() -> str:
+    if "HOSTRT_ROOTLESS_UID" in os.environ:
+        return "the session daemon is not running: `hostrt machine ls` starts it"
+    return "start it: ci/services"
 
 
 def open_libvirt() -> "libvirt.virConnect":
@@ -42,5 +61,5 @@ def open_libvirt() -> "libvirt.virConnect":
         return libvirt.open(libvirt_uri())
     except libvirt.libvirtError as err:
         raise BackendUnavailableError(
-            f"cannot connect to libvirtd at {libvirt_uri()}: {err.get_error_message()} (start it: ci/services)"
+            f"cannot connect to libvirtd at {libvirt_uri()}: {err.get_error_message()} ({_how_to_start()})"
         ) from err

@@ -8,7 +8,7 @@ import _signal
 from backends.linux_native import fastos as os  # os without its import cost (fastos.py)
 import resource
 
-from backends.linux_native import capabilities, inroot, rootfs, syscalls
+from backends.linux_native import capabilities, inroot, namespaces, rootfs, syscalls
 from backends.linux_native.errors import RuntimeFailure
 from backends.linux_native.log import LOG
 
@@ -148,7 +148,8 @@ def container_init(spec, opts: InitOptions, chan) -> None:
         from backends.linux_native import terminal
     if spec.hooks["createContainer"] or spec.hooks["startContainer"]:
         from backends.linux_native import hooks, jsonio
-    in_userns = "user" in spec.namespaces
+    # Rootless (the runtime itself in an ordinary user's user namespace) is a user namespace too.
+    in_userns = "user" in spec.namespaces or namespaces.rootless()
     if process.oom_score_adj is not None:
         with open("/proc/self/oom_score_adj", "w") as f:
             f.write(str(process.oom_score_adj))

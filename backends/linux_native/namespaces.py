@@ -50,6 +50,21 @@ def write_id_maps(pid: int, uid_mappings: list, gid_mappings: list) -> None:
                 f.write(text)
 
 
+_ROOTLESS: list[bool] = []
+
+
+def rootless() -> bool:
+    """True when this process runs in a user namespace other than the host's (rootless mode:
+    hostrt's user namespace, whose root is an ordinary user). Read once per process."""
+    if not _ROOTLESS:
+        try:
+            with open("/proc/self/uid_map") as f:
+                _ROOTLESS.append(f.read().split() != ["0", "0", "4294967295"])
+        except OSError:
+            _ROOTLESS.append(False)
+    return _ROOTLESS[0]
+
+
 def same_namespace(pid: int, kind: str) -> bool:
     """True if PID shares our namespace of KIND (setns into one's own user namespace
     fails with EINVAL, so exec must skip those)."""

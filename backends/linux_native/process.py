@@ -80,7 +80,9 @@ def fork_container(spec_namespaces: dict[str, str], join: dict[str, str], cgroup
     new_flags = namespaces.new_flags({k: v for k, v in spec_namespaces.items() if k not in join})
     if new_flags & namespaces.CLONE_NEWNET:
         from backends.linux_native import loopback  # noqa: F401 - now: after the fork a user namespace may not read it
-    if new_user or "user" in join or "time" in join or "time" in spec_namespaces:
+    # Rootless, the runtime could not setns back into its own PID namespace (the host's user
+    # namespace owns it): the intermediate unshares it and leaves.
+    if new_user or "user" in join or "time" in join or "time" in spec_namespaces or namespaces.rootless():
         if prepare_cgroup is not None:
             prepare_cgroup()
         return _fork_through_intermediate(join, new_flags, new_user, cgroup, child, id_maps)

@@ -219,6 +219,9 @@ def mount_all(spec, rootfd: int, cgroup_sources: list[tuple[str, str]], in_usern
                 bind(rootfd, "/sys", dest, MS_BIND | MS_REC | MS_RDONLY | MS_NOSUID | MS_NODEV | MS_NOEXEC)
             elif m.type == "mqueue" and exc.errno in (1, 22):
                 bind(rootfd, "/dev/mqueue", dest, MS_BIND | MS_REC)
+            elif m.type == "devpts" and exc.errno == 22 and in_userns and data and "gid=" in data:
+                # gid=5 (tty) is not mapped in a single-id user namespace: runc's rootless spec drops it.
+                _mount_on(m.source or m.type, fd, m.type, flags, ",".join(o for o in data.split(",") if not o.startswith("gid=")))
             else:
                 raise
         finally:

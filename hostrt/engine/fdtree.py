@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from hostrt.errors import HostrtError
 
 OPAQUE_XATTR = "trusted.overlay.opaque"
+USER_OPAQUE_XATTR = "user.overlay.opaque"  # rootless layers (hostrt/images/unpack.py)
 OPAQUE_FILE = ".wh..wh..opq"
 WHITEOUT_PREFIX = ".wh."
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
@@ -103,7 +104,7 @@ def _copy_xattrs(src_fd: int, dst_fd: int) -> None:
     except OSError:
         return
     for key in names:
-        if key == OPAQUE_XATTR:
+        if key in (OPAQUE_XATTR, USER_OPAQUE_XATTR):
             continue
         try:
             os.setxattr(dst_fd, key, os.getxattr(src_fd, key))
@@ -151,10 +152,13 @@ def _is_whiteout(st: os.stat_result) -> bool:
 def _is_opaque(fd: int) -> bool:
     if _lstat(fd, OPAQUE_FILE) is not None:
         return True
-    try:
-        return os.getxattr(fd, OPAQUE_XATTR) == b"y"
-    except OSError:
-        return False
+    for name in (OPAQUE_XATTR, USER_OPAQUE_XATTR):
+        try:
+            if os.getxattr(fd, name) == b"y":
+                return True
+        except OSError:
+            pass
+    return False
 
 
 def merge_dir(src_fd: int, dst_fd: int, opts: Options) -> None:

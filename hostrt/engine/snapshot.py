@@ -3,6 +3,11 @@ a private upper directory, or a full copy where overlayfs is unavailable (some V
 
 Layer directories hold whiteouts the overlayfs way (0/0 character devices, opaque xattr),
 so the copy fallback applies them the same way overlayfs would.
+
+Rootless (hostrt/rootless: root of the user's own user namespace) the kernel's overlayfs
+mounts there from Linux 5.11 with `userxattr` (opaque directories as user.overlay.opaque);
+where it refuses, fuse-overlayfs mounts the same directories (Podman's fallback), if it is
+installed and /dev/fuse is open to the user; the copy comes last.
 """
 
 from __future__ import annotations
@@ -17,6 +22,8 @@ ROOTFS = "rootfs"
 COPY_MARKER = "rootfs.is-copy"
 MNT_DETACH = 2
 _MAX_MOUNT_OPTIONS = 4000  # the kernel copies at most one page of mount data
+_ROOTLESS_VARIABLE = "HOSTRT_ROOTLESS_UID"  # set in the user's rootless namespace
+FUSE_MARKER = "rootfs.is-fuse"
 
 
 class SnapshotError(HostrtError):
@@ -44,10 +51,29 @@ def _mount_overlay(lower_dirs: list[Path], upper: Path, work: Path, merged: Path
 
     lowers = ":".join(str(d) for d in reversed(lower_dirs))  # overlayfs lists the top layer first
     options = f"lowerdir={lowers},upperdir={upper},workdir={work}"
+    if _ROOTLESS_VARIABLE in os.environ:
+        options += ",userxattr"
     if len(options) > _MAX_MOUNT_OPTIONS:
         raise SnapshotError(f"image has too many layers for one overlay mount ({len(lower_dirs)})")
     result = _libc().mount(b"overlay", str(merged).encode(), b"overlay", 0, options.encode())
     return 0 if result == 0 else ctypes.get_errno()
+
+
+def fuse_overlay_usable() -> bool:
+    """fuse-overlayfs is installed and this user may open /dev/fuse."""
+    return shutil.which("fuse-overlayfs") is not None and os.access("/dev/fuse", os.R_OK | os.W_OK)
+
+
+def _mount_fuse_overlay(lower_dirs: list[Path], upper: Path, work: Path, merged: Path) -> bool:
+    """The same overlay through fuse-overlayfs (it daemonizes once mounted); False if unusable."""
+    import subprocess
+
+    if not fuse_overlay_usable():
+        return False
+    lowers = ":".join(str(d) for d in reversed(lower_dirs))
+    done = subprocess.run(["fuse-overlayfs", "-o", f"lowerdir={lowers},upperdir={upper},workdir={work}", str(merged)],
+                          capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    return done.returncode == 0 and is_mounted(merged)
 
 
 def _copy_layers(lower_dirs: list[Path], merged: Path) -> None:
@@ -77,6 +103,9 @@ def mount_rootfs(lower_dirs: list[Path], container_dir: Path, allow_copy: bool =
     error = _mount_overlay(lower_dirs, upper, work, merged)
     if error == 0:
         return merged
+    if _ROOTLESS_VARIABLE in os.environ and _mount_fuse_overlay(lower_dirs, upper, work, merged):
+        (container_dir / FUSE_MARKER).write_text(f"overlay failed: {os.strerror(error)}\n")
+        return merged
     if not allow_copy:
         raise SnapshotError(f"overlay mount failed on {merged}: {os.strerror(error)}")
     (container_dir / COPY_MARKER).write_text(f"overlay failed: {os.strerror(error)}\n")
@@ -96,3 +125,4 @@ def unmount_rootfs(container_dir: Path) -> None:
         if path.exists() and not is_mounted(path):
             shutil.rmtree(path)
     (container_dir / COPY_MARKER).unlink(missing_ok=True)
+    (container_dir / FUSE_MARKER).unlink(missing_ok=True)

@@ -3,7 +3,10 @@
 The layer directory becomes an overlayfs lower dir, so OCI whiteouts are written in
 overlay's form: `.wh.NAME` becomes a 0:0 character device NAME and `.wh..wh..opq` the
 `trusted.overlay.opaque=y` xattr on its directory. Without root (no mknod, no trusted.*)
-the OCI marker files are kept as empty files instead, so nothing is lost.
+the OCI marker files are kept as empty files instead, so nothing is lost. In rootless mode
+(root of the user's own user namespace) whiteouts are 0:0 devices too, opaque directories
+carry `user.overlay.opaque=y` (read by overlayfs's `userxattr` and by fuse-overlayfs), and
+an owner outside the namespace's id range (a user with the single-id map) is left as is.
 
 Every entry is checked before it touches the disk: no absolute paths, no `..`, no
 parent that is a symlink or not a directory, hard links only to earlier entries of the
@@ -15,6 +18,7 @@ an `UnsafeLayerError` naming the entry; the caller discards the half-made direct
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import os
 import stat
@@ -26,6 +30,7 @@ from typing import BinaryIO
 
 from hostrt.images.errors import DigestMismatchError, UnpackError, UnsafeLayerError
 
+_ROOTLESS_VARIABLE = "HOSTRT_ROOTLESS_UID"  # hostrt/rootless: set in the user's namespace
 WHITEOUT_PREFIX = ".wh."
 OPAQUE_MARKER = ".wh..wh..opq"
 _NAME_MAX = 255
@@ -240,8 +245,9 @@ class _Extractor:
 
     def make_opaque(self, parent: str, entry: str) -> None:
         if self.privileged and hasattr(os, "setxattr"):
+            name = "user.overlay.opaque" if _ROOTLESS_VARIABLE in os.environ else "trusted.overlay.opaque"
             try:
-                os.setxattr(self.full(parent), "trusted.overlay.opaque", b"y")
+                os.setxattr(self.full(parent), name, b"y")
                 return
             except OSError:
                 pass
@@ -252,7 +258,12 @@ class _Extractor:
     def apply_meta(self, path: str, m: tarfile.TarInfo) -> None:
         is_link = m.issym()
         if self.privileged and hasattr(os, "lchown"):
-            os.chown(path, m.uid, m.gid, follow_symlinks=False)
+            try:
+                os.chown(path, m.uid, m.gid, follow_symlinks=False)
+            except OSError as err:
+                if err.errno != errno.EINVAL or _ROOTLESS_VARIABLE not in os.environ:
+                    raise
+                self.skipped.append(f"{m.name}: owner {m.uid}:{m.gid} is outside this user's id range")
         if not is_link:
             os.chmod(path, m.mode & 0o7777)  # after chown, which clears setuid/setgid
         self.apply_xattrs(path, m)

@@ -17,6 +17,9 @@ class Manager:
 
     version = 0
 
+    def create(self) -> None:
+        """Make the cgroup(s), empty."""
+
     def apply(self, pid: int) -> None:
         """Create the cgroup(s) if needed and move PID in."""
 
@@ -53,6 +56,43 @@ class Manager:
     def mount_sources(self) -> list[tuple[str, str]]:
         """(host directory, name under /sys/fs/cgroup) pairs to bind into the container."""
         return []
+
+
+class NoCgroup(Manager):
+    """A rootless container without a cgroup (no tree delegated to the user): its processes
+    are those of its PID namespace, recorded by the namespace's identity so a reused init
+    pid never stands for it. Freezing needs a cgroup and is refused."""
+
+    def __init__(self, init_pid: int = 0, pidns: str = "") -> None:
+        self.init_pid, self.pidns = init_pid, pidns
+
+    def started(self, pid: int) -> None:
+        self.init_pid = pid
+        try:
+            self.pidns = os.readlink(f"/proc/{pid}/ns/pid")
+        except OSError:
+            self.pidns = ""
+
+    def freeze(self) -> None:
+        from backends.linux_native.errors import RuntimeFailure
+
+        raise RuntimeFailure("pause needs a cgroup: this rootless container has none (no cgroup v2 tree is delegated to the user)")
+
+    def pids(self) -> list[int]:
+        if not self.pidns:
+            return []
+        found = []
+        for name in os.listdir("/proc"):
+            if name.isdigit():
+                try:
+                    if os.readlink(f"/proc/{name}/ns/pid") == self.pidns:
+                        found.append(int(name))
+                except OSError:
+                    continue
+        return found
+
+    def describe(self) -> dict:
+        return {"version": 0, "init": self.init_pid, "pidns": self.pidns}
 
 
 def read_int(path: str) -> int | None:
@@ -115,8 +155,20 @@ def default_path(container_id: str) -> str:
     return f"hostrt-runtime/{container_id}"
 
 
-def create_manager(cgroups_path: str, container_id: str) -> Manager:
-    """A manager for a new container (nothing is created until apply)."""
+def create_manager(cgroups_path: str, container_id: str, resources: dict | None = None) -> Manager:
+    """A manager for a new container (nothing is created until apply). Rootless (in a user
+    namespace an ordinary user owns) only the cgroupsPath the caller chose is used, in a
+    tree delegated to that user; without one the container has no cgroup, and limits in
+    RESOURCES are refused, naming them."""
+    from backends.linux_native import namespaces
+
+    if namespaces.rootless() and not cgroups_path:
+        asked = [key for key in ("memory", "cpu", "pids", "blockIO", "hugepageLimits", "unified") if (resources or {}).get(key)]
+        if asked:
+            from backends.linux_native.errors import RuntimeFailure
+
+            raise RuntimeFailure(f"rootless without a cgroupsPath: cannot apply linux.resources {', '.join(asked)}")
+        return NoCgroup()
     path = cgroups_path or default_path(container_id)
     if ":" in path and not path.startswith("/"):
         # systemd's "slice:prefix:name" form, driven through cgroupfs.
@@ -145,4 +197,6 @@ def manager_for(saved: dict) -> Manager:
         from backends.linux_native.cgroups.v2 import V2Manager
 
         return V2Manager(saved["path"], saved.get("root", "/sys/fs/cgroup"))
+    if "pidns" in saved:
+        return NoCgroup(int(saved.get("init") or 0), str(saved["pidns"]))
     return Manager()

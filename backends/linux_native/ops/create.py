@@ -64,8 +64,8 @@ def create(root: str, container_id: str, bundle: str, opts, reaper: bool = False
         fifo = os.path.join(ctr.dir, state.FIFO)
         os.mkfifo(fifo, 0o622)
         os.chmod(fifo, 0o622)
-        manager = cgroups.create_manager(spec.cgroups_path, container_id)
         resources = _resources(spec)
+        manager = cgroups.create_manager(spec.cgroups_path, container_id, resources)
 
         def prepare_cgroup() -> None:
             manager.create()
@@ -101,6 +101,8 @@ def create(root: str, container_id: str, bundle: str, opts, reaper: bool = False
         os.close(dir_fd)
         if console_fd is not None:
             os.close(console_fd)
+        if isinstance(manager, cgroups.NoCgroup):
+            manager.started(init_pid)
         found = state.process_start_time(init_pid)
         ctr.data.update(
             pid=init_pid, pid_start=found[1] if found else 0, bundle=spec.bundle, rootfs=spec.root_path,
