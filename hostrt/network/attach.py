@@ -19,9 +19,9 @@ from pathlib import Path
 
 from hostrt.engine import failpoints
 from hostrt.errors import HostrtError, UsageError
-from hostrt.network import bridge, nat, netns
+from hostrt.network import bridge, nat, netns, slirp
 from hostrt.network.ipam import AddressesExhaustedError, Leases, pick_address
-from hostrt.network.networks import NetworkStore
+from hostrt.network.networks import DEFAULT_NETWORK, NetworkStore
 
 NETWORK_FILE = "network.json"
 HOSTS_BASE = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
@@ -31,7 +31,7 @@ HOSTS_BASE = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 class Attachment:
     """What `setup` did for one container (its `network.json`)."""
 
-    mode: str  # "bridge" (default or user network), "container", "host", "none"
+    mode: str  # "bridge" (default or user network), "slirp4netns" (rootless), "container", "host", "none"
     network: str = ""
     networks_dir: str = ""
     bridge: str = ""
@@ -84,6 +84,8 @@ def setup(container_dir: Path, container_id: str, hostname: str, network: str, p
         return None
     if network.startswith("container:"):
         return _share(container_dir, network.partition(":")[2], data_dir, run_dir)
+    if network == slirp.NETWORK or (network == DEFAULT_NETWORK and slirp.in_user_namespace()):
+        return _slirp(container_dir, container_id, hostname, publish, run_dir)  # Podman's rootless default
     store = NetworkStore(data_dir / "networks")
     net = store.get(network)
     names = [n for n in {_container_name(container_dir), hostname} if n]
@@ -113,6 +115,18 @@ def setup(container_dir: Path, container_id: str, hostname: str, network: str, p
         if not net.builtin:
             _refresh_hosts(container_dir.parent, leases.read())
     return attachment.netns
+
+
+def _slirp(container_dir: Path, container_id: str, hostname: str, publish: list[dict], run_dir: Path) -> str:
+    """A namespace of our own connected through slirp4netns: what an unprivileged user can have."""
+    path = netns_path(run_dir, container_id)
+    Attachment(mode=slirp.NETWORK, network=slirp.NETWORK, address=slirp.ADDRESS, prefix=slirp.PREFIX,
+               gateway=slirp.GATEWAY, netns=str(path), ports=publish).save(container_dir)  # first: prune undoes a crash
+    netns.create_empty(path)
+    slirp.start(container_dir, str(path), slirp.api_socket_path(run_dir, container_id))
+    (container_dir / "resolv.conf").write_text(f"nameserver {slirp.DNS}\n")  # slirp4netns forwards to the host's
+    (container_dir / "hosts").write_text(HOSTS_BASE + f"{slirp.ADDRESS}\t{hostname}\n")
+    return str(path)
 
 
 def _share(container_dir: Path, ref: str, data_dir: Path, run_dir: Path) -> str:
@@ -166,6 +180,10 @@ def _refresh_hosts(containers_dir: Path, leases: dict[str, str]) -> None:
 def teardown(container_dir: Path, container_id: str) -> None:
     """Undo `setup` from the container's `network.json`; every step may already be done."""
     attachment = read(container_dir)
+    if attachment is not None and attachment.mode == slirp.NETWORK:
+        slirp.stop(container_dir)
+        netns.remove(Path(attachment.netns))
+        return
     if attachment is None or attachment.mode != "bridge":
         return
     release(Path(attachment.networks_dir), attachment.bridge, attachment.builtin, container_id, attachment.veth,

@@ -32,10 +32,15 @@ def socket_in(pid_file: Path, kind: int) -> socket.socket:
 
     OSError if that process is gone (the container is not running).
     """
-    pid = int(pid_file.read_text())
+    return socket_in_namespace(Path(f"/proc/{int(pid_file.read_text())}/ns/net"), kind)
+
+
+def socket_in_namespace(path: Path, kind: int) -> socket.socket:
+    """An AF_INET socket of `kind` in the network namespace at `path` (/proc/PID/ns/net or a
+    bind-mounted namespace file, as a rootless container's); OSError if it is gone."""
     own = os.open("/proc/thread-self/ns/net", os.O_RDONLY | os.O_CLOEXEC)
     try:
-        target = os.open(f"/proc/{pid}/ns/net", os.O_RDONLY | os.O_CLOEXEC)
+        target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         try:
             _setns(target)
             try:

@@ -262,7 +262,8 @@ def open_for(container_dir: Path, selector: selectors.BaseSelector, again: bool 
 
     The ports actually bound go to `published.json` for `hostrt port`. `again`: bind the
     ports of the existing `published.json` (a restarted monitor taking over live containers).
-    An attachment with `enter` (a pid file) reaches the container inside its own namespace.
+    An attachment with `enter` (a pid file), or a rootless one (slirp4netns), reaches the
+    container inside its own namespace.
     """
     try:
         attachment = json.loads((container_dir / "network.json").read_text())
@@ -272,7 +273,13 @@ def open_for(container_dir: Path, selector: selectors.BaseSelector, again: bool 
     if not ports or not attachment.get("address"):
         return None
     upstream = _plain_socket
-    if attachment.get("enter"):
+    if attachment.get("mode") == "slirp4netns":  # its address exists only inside its own namespace
+        from functools import partial
+
+        from hostrt.network.enter import socket_in_namespace
+
+        upstream = partial(socket_in_namespace, Path(attachment["netns"]))
+    elif attachment.get("enter"):
         from functools import partial
 
         from hostrt.network.enter import socket_in
