@@ -124,6 +124,7 @@ def _slirp(container_dir: Path, container_id: str, hostname: str, publish: list[
                gateway=slirp.GATEWAY, netns=str(path), ports=publish).save(container_dir)  # first: prune undoes a crash
     netns.create_empty(path)
     slirp.start(container_dir, str(path), slirp.api_socket_path(run_dir, container_id))
+    failpoints.reached("net-after-slirp")
     (container_dir / "resolv.conf").write_text(f"nameserver {slirp.DNS}\n")  # slirp4netns forwards to the host's
     (container_dir / "hosts").write_text(HOSTS_BASE + f"{slirp.ADDRESS}\t{hostname}\n")
     return str(path)
