@@ -120,9 +120,8 @@ def outer_netns(tmp_path: Path) -> Iterator[Path]:
         for address in ("192.0.2.1:8080", "127.0.0.1:8081"):  # nsenter execs httpd: the pid is the server's
             servers.append(subprocess.Popen(["nsenter", f"--net={path}", busybox, "httpd", "-f", "-p", address,
                                              "-h", str(www)]))
-        for address in ("192.0.2.1 8080", "127.0.0.1 8081"):  # listening before the container connects
-            subprocess.run(["nsenter", f"--net={path}", "sh", "-c", f"for i in $(seq 50); do {busybox} nc -z {address} "
-                            "&& exit; sleep 0.1; done; exit 1"], check=True)
+        subprocess.run(["nsenter", f"--net={path}", "sh", "-c", "for i in $(seq 50); do [ $(ss -Hltn | wc -l) -ge 2 ] "
+                        "&& exit; sleep 0.1; done; exit 1"], check=True)  # both listen before the container connects
         yield path
     finally:
         for server in servers:
