@@ -111,11 +111,12 @@ def _save(container_dir: Path, handle: Slirp) -> None:
 
 
 def _last_line(log: Path) -> str:
+    """slirp4netns's messages on one line (the cause comes before its "child failed")."""
     try:
         lines = [line.strip() for line in log.read_text(errors="replace").splitlines() if line.strip()]
     except OSError:
         lines = []
-    return lines[-1] if lines else "it exited without a message"
+    return "; ".join(lines[-3:]) if lines else "it exited without a message"
 
 
 def _is_ours(pid: int, api_socket: str) -> bool:
