@@ -123,7 +123,7 @@ def _slirp(container_dir: Path, container_id: str, hostname: str, publish: list[
     Attachment(mode=slirp.NETWORK, network=slirp.NETWORK, address=slirp.ADDRESS, prefix=slirp.PREFIX,
                gateway=slirp.GATEWAY, netns=str(path), ports=publish).save(container_dir)  # first: prune undoes a crash
     netns.create_empty(path)
-    slirp.start(container_dir, str(path), slirp.api_socket_path(run_dir, container_id))
+    slirp.start(path, publish, container_dir)
     failpoints.reached("net-after-slirp")
     (container_dir / "resolv.conf").write_text(f"nameserver {slirp.DNS}\n")  # slirp4netns forwards to the host's
     (container_dir / "hosts").write_text(HOSTS_BASE + f"{slirp.ADDRESS}\t{hostname}\n")
@@ -182,7 +182,7 @@ def teardown(container_dir: Path, container_id: str) -> None:
     """Undo `setup` from the container's `network.json`; every step may already be done."""
     attachment = read(container_dir)
     if attachment is not None and attachment.mode == slirp.NETWORK:
-        slirp.stop(container_dir)
+        slirp.stop_recorded(container_dir)
         netns.remove(Path(attachment.netns))
         return
     if attachment is None or attachment.mode != "bridge":

@@ -270,16 +270,20 @@ def open_for(container_dir: Path, selector: selectors.BaseSelector, again: bool 
         ports = json.loads((container_dir / PUBLISHED_FILE).read_text()) if again else attachment.get("ports")
     except (OSError, ValueError):
         return None
-    if not ports or not attachment.get("address"):
+    if not ports:
         return None
     upstream = _plain_socket
-    if attachment.get("mode") == "slirp4netns":  # its address exists only inside its own namespace
+    if attachment.get("mode") in ("slirp4netns", "slirp"):  # its address exists only inside its own namespace
         from functools import partial
 
+        from hostrt.network import slirp
         from hostrt.network.enter import socket_in_namespace
 
+        attachment["address"] = attachment.get("address") or slirp.ADDRESS
         upstream = partial(socket_in_namespace, Path(attachment["netns"]))
-    elif attachment.get("enter"):
+    if not attachment.get("address"):
+        return None
+    if attachment.get("enter"):
         from functools import partial
 
         from hostrt.network.enter import socket_in

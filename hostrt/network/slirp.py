@@ -12,8 +12,9 @@ sockets inside the container's (`enter.socket_in_namespace`), so they are bound 
 user asked, a busy port fails like any other, and the listeners die with their process.
 
 slirp4netns is started detached (reparented at once, so no hostrt process has to reap it);
-`slirp.json` in the container directory names it for `stop`, which checks the process's
-command line before signalling it (a recycled pid is left alone) and removes its API socket.
+`slirp.json` in the container directory names it for `stop_recorded` (network teardown: rm,
+--rm, prune). `stop` checks the process's command line before signalling it (a recycled pid
+is left alone) and removes its API socket.
 """
 
 from __future__ import annotations
@@ -56,22 +57,26 @@ def in_user_namespace() -> bool:
         return False
 
 
-def api_socket_path(run_dir: Path, container_id: str) -> Path:
-    # A socket path must fit in 108 bytes; 32 hex digits of the id are unique enough.
-    return run_dir / "slirp" / f"{container_id[:32]}.sock"
+def api_socket_path(netns: Path) -> Path:
+    """Beside the run directory's netns/: slirp/<id>.sock (a socket path must fit in 108
+    bytes; 32 hex digits of the id are unique enough)."""
+    return netns.parent.parent / "slirp" / f"{netns.name[:32]}.sock"
 
 
-def start(container_dir: Path, netns: str, api_socket: Path, userns: str | None = None) -> Slirp:
+def start(netns: Path, ports: list[dict], container_dir: Path, userns: str | None = None) -> int:
     """Connect the namespace at `netns` (a bind-mounted file or /proc/PID/ns/net) through slirp4netns.
 
-    Returns once tap0 is configured; the handle is in `slirp.json` for `stop`. `userns`: the
-    namespace's owning user namespace, when the caller is not already in it.
+    Returns its pid once tap0 is configured; the handle (pid, API socket) is in the
+    container's `slirp.json` for `stop_recorded`. `ports` are not slirp4netns's business:
+    hostrt's proxy publishes them (proxy.open_for) from the container's network.json.
+    `userns`: the namespace's owning user namespace, when the caller is not already in it.
     HostrtError (one line) if slirp4netns is missing or fails.
     """
     binary = shutil.which("slirp4netns")
     if binary is None:
         raise HostrtError("rootless networking needs slirp4netns: install it (Debian: apt-get install slirp4netns) "
                           "or use --network none")
+    api_socket = api_socket_path(netns)
     api_socket.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
     api_socket.unlink(missing_ok=True)
     log = container_dir / LOG_FILE
@@ -80,7 +85,7 @@ def start(container_dir: Path, netns: str, api_socket: Path, userns: str | None 
             f"--ready-fd={ready_w}", f"--api-socket={api_socket}", "--netns-type=path"]
     if userns:
         argv.append(f"--userns-path={userns}")
-    argv += [netns, "tap0"]
+    argv += [str(netns), "tap0"]
     try:
         # sh starts it in the background and exits: slirp4netns is nobody's child here.
         shell = subprocess.run(["sh", "-c", '"$@" </dev/null >/dev/null 2>"$0" & echo $!', str(log), *argv],
@@ -92,16 +97,15 @@ def start(container_dir: Path, netns: str, api_socket: Path, userns: str | None 
     except ValueError:
         os.close(ready_r)
         raise HostrtError(f"cannot start slirp4netns: {shell.stderr.strip() or 'no pid'}") from None
-    handle = Slirp(pid, str(api_socket))
-    _save(container_dir, handle)  # before waiting: whatever happens next, `stop` finds it
+    _save(container_dir, Slirp(pid, str(api_socket)))  # before waiting: whatever happens next, it can be stopped
     try:
         ready = select.select([ready_r], [], [], READY_TIMEOUT)[0] and os.read(ready_r, 1)
     finally:
         os.close(ready_r)
     if ready != b"1":
-        stop(container_dir)
+        stop_recorded(container_dir)
         raise HostrtError(f"slirp4netns could not connect the container's network: {_last_line(log)}")
-    return handle
+    return pid
 
 
 def _save(container_dir: Path, handle: Slirp) -> None:
@@ -119,14 +123,16 @@ def _last_line(log: Path) -> str:
     return "; ".join(lines[-3:]) if lines else "it exited without a message"
 
 
-def _is_ours(pid: int, api_socket: str) -> bool:
-    """Is `pid` still the slirp4netns serving `api_socket` (and not a recycled pid)?"""
+def _api_socket_of(pid: int) -> str | None:
+    """The API socket of `pid` if it is a slirp4netns started by `start`, else None (a recycled pid)."""
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as cmdline:
-            args = cmdline.read().split(b"\0")
+            args = cmdline.read().decode(errors="replace").split("\0")
     except OSError:
-        return False
-    return f"--api-socket={api_socket}".encode() in args
+        return None
+    if not args[0].endswith("slirp4netns"):
+        return None
+    return next((arg.partition("=")[2] for arg in args if arg.startswith("--api-socket=")), None)
 
 
 def _gone(pid: int) -> bool:
@@ -144,22 +150,30 @@ def _gone(pid: int) -> bool:
     return False
 
 
-def stop(container_dir: Path) -> None:
-    """End the container's slirp4netns and remove its handle and socket; safe to repeat."""
+def stop(pid: int) -> None:
+    """End the slirp4netns `start` returned and remove its API socket; safe to repeat."""
+    api_socket = _api_socket_of(pid)
+    if api_socket is None:
+        return  # gone already, or the pid now belongs to someone else
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        try:
+            os.kill(pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + 2.0
+        while not _gone(pid) and time.monotonic() < deadline:
+            time.sleep(0.005)
+        if _gone(pid):
+            break
+    Path(api_socket).unlink(missing_ok=True)
+
+
+def stop_recorded(container_dir: Path) -> None:
+    """`stop` the slirp4netns named by the container's `slirp.json`, then remove that file."""
     try:
         handle = Slirp(**json.loads((container_dir / HANDLE_FILE).read_text()))
     except (OSError, ValueError, TypeError):
         return
-    if _is_ours(handle.pid, handle.api_socket):
-        for sig, wait in ((signal.SIGTERM, 2.0), (signal.SIGKILL, 2.0)):
-            try:
-                os.kill(handle.pid, sig)
-            except ProcessLookupError:
-                break
-            deadline = time.monotonic() + wait
-            while not _gone(handle.pid) and time.monotonic() < deadline:
-                time.sleep(0.005)
-            if _gone(handle.pid):
-                break
-    Path(handle.api_socket).unlink(missing_ok=True)
+    stop(handle.pid)
+    Path(handle.api_socket).unlink(missing_ok=True)  # if slirp4netns died before `stop`
     (container_dir / HANDLE_FILE).unlink(missing_ok=True)

@@ -143,3 +143,16 @@ def test_outbound_reaches_the_host_side_network_but_not_its_loopback(hostrt: Hos
     assert "outer-service" in done.stdout
     assert "host-loopback-reached" not in done.stdout
     assert_nothing_left(hostrt.root)
+
+
+def test_stop_leaves_a_recycled_pid_alone() -> None:
+    """A handle outlives its process (a crash, a reboot): its pid may name someone else by now."""
+    from hostrt.network import slirp
+
+    other = subprocess.Popen(["sleep", "30"])
+    try:
+        slirp.stop(other.pid)
+        assert other.poll() is None, "a process that is not slirp4netns was signalled"
+    finally:
+        other.kill()
+        other.wait()
