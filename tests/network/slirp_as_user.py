@@ -8,6 +8,7 @@ Usage: python slirp_as_user.py WORK_DIR HOST_PORT
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -27,6 +28,7 @@ def main() -> None:
     (work / "www").mkdir()
     (work / "www" / "index.html").write_text("rootless-slirp\n")
     seen: dict = {"in_user_namespace": slirp.in_user_namespace()}
+    own_netns = os.readlink("/proc/self/ns/net")
     publish = [{"host_ip": "127.0.0.1", "host_port": port, "container_port": 80, "protocol": "tcp"}]
     netns = attach.setup(container_dir, container_id, "rootless", "bridge", publish, work, work / "run")
     seen["mode"] = attach.read(container_dir).mode
@@ -48,6 +50,12 @@ def main() -> None:
                     seen["reply"] = f"error: {err}"
                     break
                 time.sleep(0.1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2) as reply:  # no retry now
+            seen["second_reply"] = reply.read().decode()
+        # The proxy's thread makes sockets in the container's namespace: it must not stay there
+        # (a user namespace cannot setns back to the host's), or its next listener binds in the wrong place.
+        seen["threads_elsewhere"] = sorted({os.readlink(f"/proc/self/task/{task}/ns/net")
+                                            for task in os.listdir("/proc/self/task")} - {own_netns})
     finally:
         ports.close()
         server.kill()

@@ -67,5 +67,7 @@ def test_unprivileged_user_gets_slirp4netns_and_its_published_port(user: pwd.str
     assert seen["slirp_uid"] == 0, "slirp4netns runs as the user (root only inside its user namespace)"
     assert "inet 10.0.2.100/24" in seen["tap0"]
     assert seen["reply"] == "rootless-slirp\n"
+    assert seen["second_reply"] == "rootless-slirp\n"
+    assert seen["threads_elsewhere"] == [], "a thread of the proxy was left in the container's network namespace"
     assert seen["left"] == [], "no socket, handle or namespace file left"
     assert slirp_processes(work) == []
