@@ -84,8 +84,12 @@ def setup(container_dir: Path, container_id: str, hostname: str, network: str, p
         return None
     if network.startswith("container:"):
         return _share(container_dir, network.partition(":")[2], data_dir, run_dir)
-    if network == slirp.NETWORK or (network == DEFAULT_NETWORK and slirp.in_user_namespace()):
+    rootless = slirp.in_user_namespace()
+    if network == slirp.NETWORK or (network == DEFAULT_NETWORK and rootless):
         return _slirp(container_dir, container_id, hostname, publish, run_dir)  # Podman's rootless default
+    if rootless:
+        raise UsageError(f"invalid --network {network} for an unprivileged user: user networks need bridges in the "
+                         "host's namespace; use the default network (slirp4netns), none or host")
     store = NetworkStore(data_dir / "networks")
     net = store.get(network)
     names = [n for n in {_container_name(container_dir), hostname} if n]
