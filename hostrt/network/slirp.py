@@ -151,20 +151,35 @@ def _gone(pid: int) -> bool:
 
 
 def stop(pid: int) -> None:
-    """End the slirp4netns `start` returned and remove its API socket; safe to repeat."""
+    """End the slirp4netns `start` returned and remove its API socket; safe to repeat.
+
+    Returns once it has exited (its tap's removal makes that take tens of milliseconds), so
+    nothing of the container's network outlives `rm`.
+    """
     api_socket = _api_socket_of(pid)
     if api_socket is None:
         return  # gone already, or the pid now belongs to someone else
-    for sig in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.kill(pid, sig)
-        except ProcessLookupError:
-            break
-        deadline = time.monotonic() + 2.0
-        while not _gone(pid) and time.monotonic() < deadline:
-            time.sleep(0.005)
-        if _gone(pid):
-            break
+    try:
+        pidfd = os.pidfd_open(pid)  # readable once it has exited, whoever its parent is
+    except OSError:
+        pidfd = -1
+    try:
+        for sig in (signal.SIGTERM, signal.SIGKILL):
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                break
+            if pidfd >= 0:
+                select.select([pidfd], [], [], 2.0)
+            else:
+                deadline = time.monotonic() + 2.0
+                while not _gone(pid) and time.monotonic() < deadline:
+                    time.sleep(0.005)
+            if _gone(pid):
+                break
+    finally:
+        if pidfd >= 0:
+            os.close(pidfd)
     Path(api_socket).unlink(missing_ok=True)
 
 
