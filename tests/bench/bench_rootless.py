@@ -4,7 +4,7 @@ Run as root: the rootless commands run as USER (setpriv, no capabilities, the us
 XDG_RUNTIME_DIR), interleaved round-robin so the machine's drift hits every column alike; root
 hostrt is the reference column. Prints median, minimum and the median of per-round ratios to
 the first column. Both engines use their rootless default network (slirp4netns) unless the
-`none` columns say otherwise.
+`none` columns say otherwise; "no server" runs hostrt without its engine server (podman has none).
 
     python3 tests/bench/bench_rootless.py --user NAME --hostrt-bin DIR [--root-hostrt CMD] [-n 20]
 
@@ -85,6 +85,8 @@ def main() -> None:
     columns = {
         "hostrt rootless": as_user(user, args.hostrt_bin, ["hostrt", "run", "--rm", "busybox", "true"]),
         "podman rootless": as_user(user, args.hostrt_bin, ["podman", "run", "--rm", PODMAN_IMAGE, "true"]),
+        "hostrt rootless, no server": as_user(user, args.hostrt_bin, ["env", "HOSTRT_SERVER=0", "hostrt", "run", "--rm",
+                                                                    "busybox", "true"]),
         "hostrt rootless, --network none": as_user(user, args.hostrt_bin,
                                                    ["hostrt", "run", "--rm", "--network", "none", "busybox", "true"]),
         "podman rootless, --network none": as_user(user, args.hostrt_bin,
