@@ -21,7 +21,7 @@ _VALUE_FLAGS = {"--name": "name", "--workdir": "workdir", "-w": "workdir", "--us
                 "--env": "env", "-e": "env"}
 _LIST_VALUES = ("env",)
 _FAST_PULL = ("missing", "never")  # with the image present both use it; `always` pulls
-_NETWORKS = ("bridge", "none", "host")  # user networks and container:NAME take the full path
+_NETWORKS = ("bridge", "slirp4netns", "none", "host")  # user networks and container:NAME take the full path
 
 
 @dataclass

@@ -171,7 +171,7 @@ class Monitor:
         try:
             self.proxies[request["id"]] = proxy.open_for(Path(request["dir"]), self.selector)
         except OSError as err:
-            return {"ok": False, "error": str(err)}
+            return {"ok": False, "error": err.strerror or str(err)}  # one line, without "[Errno N]"
         if self.proxies[request["id"]] is not None:
             takeover.mark(self.socket_path.parent, request["id"], Path(request["dir"]))
         reply = self._start_with_tty(request) if request.get("tty") else self._start(request)

@@ -25,7 +25,8 @@ def _send(path: Path, request: dict, timeout: float, lock_fd: int | None = None)
         failpoints.reached("monitor-connected")
         data = json.dumps(request).encode() + b"\n"
         sent = socket.send_fds(conn, [data], [lock_fd]) if lock_fd is not None else 0
-        conn.sendall(data[sent:])
+        if sent < len(data):  # nothing more to send: the monitor may already have answered and closed
+            conn.sendall(data[sent:])
         failpoints.reached("monitor-request-sent")
         data = b""
         while not data.endswith(b"\n"):

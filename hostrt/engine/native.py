@@ -62,7 +62,7 @@ class NativeBackend:
         try:
             ports = ThreadedProxy(self.directory(record))  # this process serves the published ports while it waits
         except OSError as err:
-            raise HostrtError(str(err)) from None
+            raise HostrtError(err.strerror or str(err)) from None  # one line, without "[Errno N]"
         try:
             code = run_attached(self, record, interactive)
         finally:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from hostrt.engine import failpoints
 from hostrt.errors import HostrtError, UsageError
-from hostrt.network import bridge, nat, netns
+from hostrt.network import bridge, nat, netns, slirp
 from hostrt.network.ipam import AddressesExhaustedError, Leases, pick_address
 from hostrt.network.networks import DEFAULT_NETWORK, NetworkStore
 
@@ -31,7 +31,7 @@ HOSTS_BASE = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
 class Attachment:
     """What `setup` did for one container (its `network.json`)."""
 
-    mode: str  # "bridge" (default or user network), "slirp" (rootless default), "container", "host", "none"
+    mode: str  # "bridge" (default or user network), "slirp4netns" (rootless), "container", "host", "none"
     network: str = ""
     networks_dir: str = ""
     bridge: str = ""
@@ -43,7 +43,6 @@ class Attachment:
     veth: str = ""
     names: list[str] = field(default_factory=list)
     ports: list[dict] = field(default_factory=list)
-    helper_pid: int = 0  # rootless: the user-mode network's process (rootless_net.py)
 
     def save(self, container_dir: Path) -> None:
         temp = container_dir / (NETWORK_FILE + ".tmp")
@@ -85,8 +84,12 @@ def setup(container_dir: Path, container_id: str, hostname: str, network: str, p
         return None
     if network.startswith("container:"):
         return _share(container_dir, network.partition(":")[2], data_dir, run_dir)
-    if "HOSTRT_ROOTLESS_UID" in os.environ:  # an ordinary user: no bridge, a user-mode stack
-        return _setup_rootless(container_dir, container_id, hostname, network, publish, run_dir)
+    rootless = slirp.in_user_namespace() or "HOSTRT_ROOTLESS_UID" in os.environ
+    if network == slirp.NETWORK or (network == DEFAULT_NETWORK and rootless):
+        return _slirp(container_dir, container_id, hostname, publish, run_dir)  # Podman's rootless default
+    if rootless:
+        raise UsageError(f"invalid --network {network} for an unprivileged user: user networks need bridges in the "
+                         "host's namespace; use the default network (slirp4netns), none or host")
     store = NetworkStore(data_dir / "networks")
     net = store.get(network)
     names = [n for n in {_container_name(container_dir), hostname} if n]
@@ -118,21 +121,17 @@ def setup(container_dir: Path, container_id: str, hostname: str, network: str, p
     return attachment.netns
 
 
-def _setup_rootless(container_dir: Path, container_id: str, hostname: str, network: str, publish: list[dict],
-                    run_dir: Path) -> str:
-    """The default network of a rootless container (rootless_net.py); user networks need bridges."""
-    from hostrt.network import rootless_net
-
-    if network != DEFAULT_NETWORK or not rootless_net.available():
-        raise rootless_net.unavailable_error(network)
-    attachment = Attachment(mode="slirp", netns=str(netns_path(run_dir, container_id)), ports=publish)
-    attachment.save(container_dir)  # before anything exists, so a crash from here on is undone by prune
-    rootless_net.create_netns(Path(attachment.netns))
-    attachment.helper_pid = rootless_net.start(Path(attachment.netns), publish, container_dir)
-    attachment.save(container_dir)
-    (container_dir / "resolv.conf").write_text(rootless_net.RESOLV_CONF)
-    (container_dir / "hosts").write_text(HOSTS_BASE + f"10.0.2.100\t{hostname}\n")
-    return attachment.netns
+def _slirp(container_dir: Path, container_id: str, hostname: str, publish: list[dict], run_dir: Path) -> str:
+    """A namespace of our own connected through slirp4netns: what an unprivileged user can have."""
+    path = netns_path(run_dir, container_id)
+    Attachment(mode=slirp.NETWORK, network=slirp.NETWORK, address=slirp.ADDRESS, prefix=slirp.PREFIX,
+               gateway=slirp.GATEWAY, netns=str(path), ports=publish).save(container_dir)  # first: prune undoes a crash
+    netns.create_empty(path)
+    slirp.start(path, publish, container_dir)
+    failpoints.reached("net-after-slirp")
+    (container_dir / "resolv.conf").write_text(f"nameserver {slirp.DNS}\n")  # slirp4netns forwards to the host's
+    (container_dir / "hosts").write_text(HOSTS_BASE + f"{slirp.ADDRESS}\t{hostname}\n")
+    return str(path)
 
 
 def _share(container_dir: Path, ref: str, data_dir: Path, run_dir: Path) -> str:
@@ -186,11 +185,8 @@ def _refresh_hosts(containers_dir: Path, leases: dict[str, str]) -> None:
 def teardown(container_dir: Path, container_id: str) -> None:
     """Undo `setup` from the container's `network.json`; every step may already be done."""
     attachment = read(container_dir)
-    if attachment is not None and attachment.mode == "slirp":
-        from hostrt.network import rootless_net
-
-        if attachment.helper_pid:
-            rootless_net.stop(attachment.helper_pid)
+    if attachment is not None and attachment.mode == slirp.NETWORK:
+        slirp.stop_recorded(container_dir)
         netns.remove(Path(attachment.netns))
         return
     if attachment is None or attachment.mode != "bridge":

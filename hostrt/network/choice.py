@@ -8,8 +8,8 @@ from hostrt.network.ports import parse
 
 
 def check_network(network: str) -> None:
-    """bridge, none, host, container:NAME or an existing user network."""
-    if network in (DEFAULT_NETWORK, "none", "host"):
+    """bridge, slirp4netns, none, host, container:NAME or an existing user network."""
+    if network in (DEFAULT_NETWORK, "slirp4netns", "none", "host"):
         return
     if network.startswith("container:"):
         if not network.partition(":")[2]:
@@ -20,7 +20,7 @@ def check_network(network: str) -> None:
     try:
         NetworkStore(Paths.default().root / "networks").get(network)
     except HostrtError:
-        raise UsageError(f"invalid --network value {network!r}: expected bridge, none, host, container:NAME "
+        raise UsageError(f"invalid --network value {network!r}: expected bridge, slirp4netns, none, host, container:NAME "
                          "or the name of a network from `hostrt network create`") from None
 
 

@@ -46,3 +46,35 @@ def socket_in(pid_file: Path, kind: int) -> socket.socket:
             os.close(target)
     finally:
         os.close(own)
+
+
+def socket_in_namespace(path: Path, kind: int) -> socket.socket:
+    """An AF_INET socket of `kind` in the network namespace at `path` (a rootless container's
+    bind-mounted namespace file); OSError if it is gone.
+
+    Made by a short-lived thread that enters the namespace and ends there: in a user
+    namespace (rootless) a thread may enter a container's namespace, which that user
+    namespace owns, but never come back to the host's, which it does not (setns needs
+    CAP_SYS_ADMIN over the namespace's owner). The caller's threads never move.
+    """
+    import threading
+
+    made: list[socket.socket | OSError] = []
+
+    def make() -> None:
+        try:
+            target = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                _setns(target)
+            finally:
+                os.close(target)
+            made.append(socket.socket(socket.AF_INET, kind))
+        except OSError as err:
+            made.append(err)
+
+    thread = threading.Thread(target=make, name="hostrt-netns-socket", daemon=True)
+    thread.start()
+    thread.join()
+    if isinstance(made[0], OSError):
+        raise made[0]
+    return made[0]

@@ -32,6 +32,15 @@ def create(path: Path, veth: str, address: str, prefix: int, gateway: str) -> No
         raise HostrtError(f"cannot set up the network namespace {path}: {done.stderr.strip()}")
 
 
+def create_empty(path: Path) -> None:
+    """A namespace on `path` with only its loopback up, for slirp4netns to add tap0 to."""
+    path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.touch()
+    done = subprocess.run(["unshare", f"--net={path}", "ip", "link", "set", "lo", "up"], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise HostrtError(f"cannot set up the network namespace {path}: {done.stderr.strip()}")
+
+
 def is_mounted(path: Path) -> bool:
     target = str(path)
     with open("/proc/self/mountinfo") as mounts:

@@ -262,16 +262,27 @@ def open_for(container_dir: Path, selector: selectors.BaseSelector, again: bool 
 
     The ports actually bound go to `published.json` for `hostrt port`. `again`: bind the
     ports of the existing `published.json` (a restarted monitor taking over live containers).
-    An attachment with `enter` (a pid file) reaches the container inside its own namespace.
+    An attachment with `enter` (a pid file), or a rootless one (slirp4netns), reaches the
+    container inside its own namespace.
     """
     try:
         attachment = json.loads((container_dir / "network.json").read_text())
         ports = json.loads((container_dir / PUBLISHED_FILE).read_text()) if again else attachment.get("ports")
     except (OSError, ValueError):
         return None
-    if not ports or not attachment.get("address"):
+    if not ports:
         return None
     upstream = _plain_socket
+    if attachment.get("mode") in ("slirp4netns", "slirp"):  # its address exists only inside its own namespace
+        from functools import partial
+
+        from hostrt.network import slirp
+        from hostrt.network.enter import socket_in_namespace
+
+        attachment["address"] = attachment.get("address") or slirp.ADDRESS
+        upstream = partial(socket_in_namespace, Path(attachment["netns"]))
+    if not attachment.get("address"):
+        return None
     if attachment.get("enter"):
         from functools import partial
 

@@ -51,13 +51,9 @@ def _cgroups() -> str:
 
 
 def _network() -> str:
-    from hostrt.network import rootless_net
-
-    tools = [name for name in ("slirp4netns", "pasta") if shutil.which(name)]
-    found = f"found: {', '.join(tools)}" if tools else "neither slirp4netns nor pasta installed"
-    if rootless_net.available():
-        return f"default network through user-mode networking ({found}); none and host work"
-    return f"--network none and host only (no user-mode networking module yet; {found})"
+    if shutil.which("slirp4netns"):
+        return "default network through slirp4netns, published ports through hostrt's proxy; none and host work"
+    return "slirp4netns not installed (apt-get install slirp4netns): --network none and host only"
 
 
 def gather() -> dict[str, str] | None:
