@@ -10,7 +10,12 @@ the worker receives the client's signals through SIGIO on the connection, and a 
 disappears (SIGKILL) takes its worker with it, as it would have taken its own process.
 
 Only the user who owns the server may use it (the socket's directory is 0700 and each peer's
-uid is checked). It refuses requests once its code changed on disk, so an edited or
+uid is checked). It serves only callers in its own context (hostrt.context: namespaces, root
+directory, cgroups, compared through the peer's pid); any other caller is told to run the
+command itself, as a fork of this server would run it in the wrong namespaces and cgroup.
+A server whose own context has gone quiet gives way to a caller from another one, so that
+a server started from a passing context (`ip netns exec`, a scope) does not keep the others
+off the fast path. It refuses requests once its code changed on disk, so an edited or
 upgraded hostrt is never served by old code, and it exits after IDLE_EXIT_SECONDS unused.
 Linux only (SCM_RIGHTS, pidfds); elsewhere every command runs in its own process.
 """
@@ -28,9 +33,13 @@ import sys
 import time
 from dataclasses import dataclass
 
+from hostrt import context
 from hostrt.server_client import FORWARDED_SIGNALS, INHERITED_SIGNALS, PROTOCOL, server_key
 
 IDLE_EXIT_SECONDS = 600.0
+# A caller from another context makes a server that served none of its own callers for this
+# long stop, so that the next command starts one in the context that is in use now.
+YIELD_SECONDS = 60.0
 MAX_REQUEST = 4 << 20
 # What a command needs, imported once before serving: each worker starts with it loaded.
 # Listed from what common commands import lazily (ps, run, logs, inspect, images, info,
@@ -211,6 +220,7 @@ class Server:
         self.selector = selectors.DefaultSelector()
         self.workers: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, client connection)
         self.last_busy = time.monotonic()
+        self.last_served = self.last_busy  # when a caller of this server's own context last came
         self.accepting = True
 
     def _stop_accepting(self) -> None:
@@ -244,14 +254,14 @@ class Server:
             request = parse_request(body)
         except (OSError, ValueError) as err:
             print(f"hostrt server: refused a request: {err}", file=sys.stderr)
-            try:
-                conn.sendall(b"n\n")  # the client runs the command itself
-            except OSError:
-                pass
-            for fd in fds:
-                os.close(fd)
-            conn.close()
+            self._refuse(conn, fds)
             return
+        if not context.same_as_peer(conn):  # checked once the request is whole: the client waits now
+            self._refuse(conn, fds)
+            if not self.workers and time.monotonic() - self.last_served > YIELD_SECONDS:
+                self._stop_accepting()
+            return
+        self.last_served = time.monotonic()
         pid = os.fork()
         if pid == 0:
             self._close_inherited()
@@ -261,6 +271,16 @@ class Server:
         pidfd = os.pidfd_open(pid)
         self.workers[pidfd] = (pid, conn)
         self.selector.register(pidfd, selectors.EVENT_READ)
+
+    @staticmethod
+    def _refuse(conn: socket.socket, fds: list[int]) -> None:
+        try:
+            conn.sendall(b"n\n")  # the client runs the command itself
+        except OSError:
+            pass
+        for fd in fds:
+            os.close(fd)
+        conn.close()
 
     def _close_inherited(self) -> None:
         """A worker keeps none of the server's descriptors: a long `logs -f` must not hold

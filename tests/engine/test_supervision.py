@@ -26,7 +26,9 @@ COUNTER = "i=0; while [ $i -lt 48 ]; do echo line $i; i=$((i+1)); sleep 0.25; do
 
 
 def monitor_pid(root: Path) -> int | None:
-    wanted = f"--socket\0{root / 'run' / 'monitor.sock'}\0".encode()
+    from hostrt import context
+
+    wanted = f"--socket\0{root / 'run' / f'monitor-{context.key()}.sock'}\0".encode()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:

@@ -1,0 +1,232 @@
+"""A command runs in its caller's context — mount, network and PID namespaces, root directory,
+cgroup — even while the engine server (a process of another context) is up: the server
+serves only callers of its own context, the others run their command themselves; detached
+containers get a monitor of their caller's context. Each test first makes sure a server runs,
+or it would prove nothing."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.engine.conftest import REPO, Hostrt
+from tests.engine.test_server import served  # noqa: F401 - the fixture: a running engine server
+
+pytestmark = pytest.mark.root
+
+HTTPD = ["sh", "-c", "mkdir -p /www && echo served > /www/index.html && exec httpd -f -p 80 -h /www"]
+
+
+def _hostrt_argv(*args: str) -> list[str]:
+    return [sys.executable, "-m", "hostrt", *args]
+
+
+def _find(marker: str, timeout: float = 30) -> int:
+    """The pid (in this PID namespace) of the container's shell whose command line holds `marker`
+    (the hostrt client's holds it too, after other words)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        for entry in Path("/proc").iterdir():
+            try:
+                cmdline = (entry / "cmdline").read_bytes() if entry.name.isdigit() else b""
+                if cmdline.startswith(b"sh\0") and marker.encode() in cmdline:
+                    return int(entry.name)
+            except OSError:
+                continue
+        time.sleep(0.1)
+    raise AssertionError(f"no process runs {marker}")
+
+
+def _parent(pid: int) -> int:
+    return int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+
+
+def _sleeper(marker: str) -> list[str]:
+    """A container command that is easy to find: a shell whose command line holds `marker`."""
+    return ["busybox", "sh", "-c", f"sleep 4; : {marker}"]
+
+
+def test_a_command_of_the_servers_context_still_runs_in_the_server(hostrt: Hostrt, served: int) -> None:  # noqa: F811
+    marker = f"same-{uuid.uuid4().hex}"
+    client = subprocess.Popen(_hostrt_argv("run", "--rm", "--network", "none", *_sleeper(marker)), env=hostrt.env,
+                              stdin=subprocess.DEVNULL)
+    try:
+        supervisor = _parent(_find(marker))
+        assert _parent(supervisor) == served, "the command did not run in a worker of the server"
+    finally:
+        assert client.wait(timeout=60) == 0
+
+
+def test_a_bind_mount_from_the_callers_mount_namespace(hostrt: Hostrt, served: int, tmp_path: Path) -> None:  # noqa: F811
+    """The issue's reproduction: a file that exists only in the caller's mount namespace."""
+    mnt = tmp_path / "mnt"
+    mnt.mkdir()
+    script = f'mount -t tmpfs tmpfs {mnt} && echo only-here > {mnt}/f && exec "$@"'
+    done = subprocess.run(["unshare", "-m", "sh", "-c", script, "sh",
+                           *_hostrt_argv("run", "--rm", "--network", "none", "-v", f"{mnt}/f:/f", "busybox", "cat", "/f")],
+                          env=hostrt.env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert (done.returncode, done.stdout) == (0, "only-here\n"), done.stderr
+
+
+@pytest.fixture
+def chroot_dir(tmp_path: Path) -> Iterator[Path]:
+    """A root directory with the system, this checkout, its Python and /run (so the server's
+    socket is reachable) bind-mounted, in this mount namespace: only the root differs."""
+    top = tmp_path / "chroot"
+    top.mkdir()
+    for name in ("bin", "lib", "lib64", "sbin"):
+        if os.path.islink(f"/{name}"):
+            (top / name).symlink_to(os.readlink(f"/{name}"))
+    sources = ["/usr", "/etc", "/proc", "/dev", "/sys", "/run", str(REPO), sys.base_prefix, sys.prefix]
+    mounted = []
+    try:
+        for source in dict.fromkeys(sources):
+            target = top / source.lstrip("/")
+            if any(target.is_relative_to(done) for done in mounted):
+                continue
+            target.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["mount", "--rbind", source, str(target)], check=True)
+            subprocess.run(["mount", "--make-rslave", str(target)], check=True)
+            mounted.append(target)
+        yield top
+    finally:
+        for target in reversed(mounted):
+            subprocess.run(["umount", "-R", "-l", str(target)], check=False)
+
+
+def test_a_command_in_a_chroot_works_in_that_root(hostrt: Hostrt, served: int, chroot_dir: Path) -> None:  # noqa: F811
+    """Directories the command makes land under the caller's root, not the server's."""
+    name = f"hostrt-ctx-{uuid.uuid4().hex[:12]}"
+    env = {**hostrt.env, "HOSTRT_ROOT": f"/{name}"}
+    try:
+        done = subprocess.run(["chroot", str(chroot_dir), *_hostrt_argv("ps")], env=env, capture_output=True,
+                              text=True, timeout=120, stdin=subprocess.DEVNULL)
+        assert done.returncode == 0, done.stderr
+        assert (chroot_dir / name).is_dir() and not Path(f"/{name}").exists()
+    finally:
+        subprocess.run(["rm", "-rf", f"/{name}"], check=False)
+
+
+@pytest.fixture
+def netns() -> Iterator[str]:
+    name = f"hostrt-ctx-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def _connects(port: int, netns: str | None = None) -> bool:
+    code = (f"import socket,sys; c=socket.create_connection(('127.0.0.1',{port}),timeout=3); "
+            "c.sendall(b'GET / HTTP/1.0\\r\\n\\r\\n'); sys.exit(0 if b'served' in c.makefile('rb').read() else 1)")
+    argv = [sys.executable, "-c", code]
+    return subprocess.run(["ip", "netns", "exec", netns, *argv] if netns else argv, capture_output=True,
+                          timeout=30).returncode == 0
+
+
+def _kill_monitors_in(root: Path, netns: str) -> None:
+    """The monitor started for the test's network namespace (it would idle out after a minute)."""
+    target = os.stat(f"/run/netns/{netns}").st_ino
+    for entry in Path("/proc").iterdir():
+        try:
+            cmdline = (entry / "cmdline").read_bytes()
+            if b"hostrt.engine.monitor" in cmdline and str(root).encode() in cmdline \
+                    and os.stat(entry / "ns" / "net").st_ino == target:
+                os.kill(int(entry.name), 9)
+        except (OSError, ValueError):
+            continue
+
+
+def test_ports_are_published_in_the_callers_network_namespace(hostrt: Hostrt, served: int, netns: str) -> None:  # noqa: F811
+    """Even while a monitor of the server's context watches a detached container: the one
+    started from the test's network namespace gets a monitor there."""
+    port = _free_port()
+    in_ns = ["ip", "netns", "exec", netns]
+    name = f"ctx-{uuid.uuid4().hex[:12]}"
+    here = hostrt.ok("run", "-d", "--network", "none", "busybox", "sleep", "60").strip()
+    done = subprocess.run([*in_ns, *_hostrt_argv("run", "-d", "--name", name, "-p", f"127.0.0.1:{port}:80",
+                                                 "busybox", *HTTPD)],
+                          env=hostrt.env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    try:
+        assert done.returncode == 0, done.stderr
+        deadline = time.monotonic() + 20
+        while not _connects(port, netns) and time.monotonic() < deadline:
+            time.sleep(0.3)
+        assert _connects(port, netns), "the port is not served in the caller's network namespace"
+        assert not _connects(port), "the port is served in the server's network namespace"
+    finally:
+        subprocess.run([*in_ns, *_hostrt_argv("rm", "-f", name)], env=hostrt.env, capture_output=True, timeout=120)
+        hostrt("rm", "-f", here)
+        _kill_monitors_in(hostrt.root, netns)
+
+
+@pytest.mark.parametrize("mount_proc", [True, False], ids=["mount-proc", "pid-namespace-only"])
+def test_containers_are_created_in_the_callers_pid_namespace(hostrt: Hostrt, served: int, mount_proc: bool) -> None:  # noqa: F811
+    """The container's init is a descendant of the caller's PID namespace: one more level in
+    its NSpid than the caller's own."""
+    marker = f"pidns-{uuid.uuid4().hex}"
+    argv = ["unshare", "-p", "-f", *(["--mount-proc"] if mount_proc else []),
+            *_hostrt_argv("run", "--rm", "--network", "none", *_sleeper(marker))]
+    client = subprocess.Popen(argv, env=hostrt.env, stdin=subprocess.DEVNULL)
+    try:
+        init = _find(marker)
+        levels = [line for line in Path(f"/proc/{init}/status").read_text().splitlines()
+                  if line.startswith("NSpid:")][0].split()[1:]
+        assert len(levels) == 3, f"NSpid {levels}: the container's PID namespace is not inside the caller's"
+    finally:
+        assert client.wait(timeout=60) == 0
+
+
+@pytest.fixture
+def child_cgroup() -> Iterator[Path]:
+    """A new cgroup of the pids hierarchy (v1) or of the unified one (v2), removed afterwards."""
+    base = Path("/sys/fs/cgroup/pids")
+    if not base.is_dir():
+        base = Path("/sys/fs/cgroup")
+    if not (base / "cgroup.procs").exists():
+        pytest.skip("no writable pids or unified cgroup hierarchy here")
+    own = [line.split(":", 2)[2] for line in Path("/proc/self/cgroup").read_text().splitlines()
+           if line.split(":", 2)[1] in ("pids", "")][0]
+    directory = base / own.lstrip("/") / f"hostrt-ctx-{uuid.uuid4().hex[:12]}"
+    directory.mkdir()
+    try:
+        yield directory
+    finally:
+        for _ in range(50):
+            try:
+                directory.rmdir()
+                break
+            except OSError:
+                time.sleep(0.2)
+
+
+def test_what_a_command_starts_stays_in_the_callers_cgroup(hostrt: Hostrt, served: int, child_cgroup: Path) -> None:  # noqa: F811
+    marker = f"cgroup-{uuid.uuid4().hex}"
+
+    def enter() -> None:
+        (child_cgroup / "cgroup.procs").write_text("0")
+
+    client = subprocess.Popen(_hostrt_argv("run", "--rm", "--network", "none", *_sleeper(marker)), env=hostrt.env,
+                              stdin=subprocess.DEVNULL, preexec_fn=enter)
+    try:
+        supervisor = _parent(_find(marker))
+        members = (child_cgroup / "cgroup.procs").read_text().split()
+        assert str(supervisor) in members, "the process running the command left the caller's cgroup"
+    finally:
+        assert client.wait(timeout=60) == 0
