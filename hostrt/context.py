@@ -35,17 +35,31 @@ def of(pid: int | str) -> tuple[str, ...] | None:
     invisible from this PID namespace, not ours to inspect): then nobody can say it matches."""
     if pid in (0, "0"):
         return None  # a peer in a PID namespace this process cannot see
-    base = f"/proc/{pid}"
     try:
-        links = [os.readlink(f"{base}/ns/{name}") for name in _namespaces()]
-        root = os.stat(f"{base}/root")
-        with open(f"{base}/cgroup", "rb") as cgroups:
-            cgroup = cgroups.read().decode(errors="replace")
+        directory = os.open(f"/proc/{pid}", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     except OSError:
         return None
+    try:  # relative to the process's directory: the same process throughout, a few us a read
+        links = [os.readlink(f"ns/{name}", dir_fd=directory) for name in _namespaces()]
+        root = os.stat("root", dir_fd=directory)
+        cgroup = _read(os.open("cgroup", os.O_RDONLY | os.O_CLOEXEC, dir_fd=directory))
+    except OSError:
+        return None
+    finally:
+        os.close(directory)
     if not links:
         return None
-    return (*links, f"root:{root.st_dev}:{root.st_ino}", cgroup)
+    return (*links, f"root:{root.st_dev}:{root.st_ino}", cgroup.decode(errors="replace"))
+
+
+def _read(fd: int) -> bytes:
+    try:
+        data = b""
+        while chunk := os.read(fd, 65536):
+            data += chunk
+        return data
+    finally:
+        os.close(fd)
 
 
 def peer_pid(conn: socket.socket) -> int:
@@ -55,10 +69,39 @@ def peer_pid(conn: socket.socket) -> int:
     return pid
 
 
+_OWN_NAMESPACES: tuple[str, ...] | None = None
+
+
+def own() -> tuple[str, ...] | None:
+    """This process's context. Its namespaces and root are read once (a resident process of
+    hostrt never enters others), its cgroups each time (an administrator may move it)."""
+    global _OWN_NAMESPACES
+    if _OWN_NAMESPACES is None:
+        _OWN_NAMESPACES = of("self")
+        return _OWN_NAMESPACES
+    try:
+        cgroup = _read(os.open("/proc/self/cgroup", os.O_RDONLY | os.O_CLOEXEC)).decode(errors="replace")
+    except OSError:
+        return None
+    return (*_OWN_NAMESPACES[:-1], cgroup) if _OWN_NAMESPACES is not None else None
+
+
 def same_as_peer(conn: socket.socket) -> bool:
     """Whether the peer of `conn` runs in exactly this process's context."""
-    mine = of("self")
+    mine = own()
     return mine is not None and of(peer_pid(conn)) == mine
+
+
+def peer_differs(conn: socket.socket) -> bool:
+    """Whether the peer of `conn` is known to run in another context: invisible from this PID
+    namespace, or seen to differ. One whose context cannot be read any more is not: it is
+    exiting or gone (killed after sending a request that must still be carried out), and
+    where a socket is named by its context (the monitor's), it chose this one itself."""
+    pid = peer_pid(conn)
+    if pid == 0:
+        return True
+    theirs = of(pid)
+    return theirs is not None and theirs != own()
 
 
 def key(context: tuple[str, ...] | None = None) -> str:

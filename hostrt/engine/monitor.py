@@ -97,6 +97,7 @@ class Client:
 
     conn: socket.socket
     deadline: float
+    foreign: bool = False  # its sender runs in another context than the monitor's (hostrt.context)
     data: bytes = b""
     fds: list[int] = field(default_factory=list)  # the container's lock, held until the start is done
 
@@ -325,7 +326,10 @@ class Monitor:
                 note(f"cannot accept a client: {err}")
                 return
             conn.setblocking(False)
-            self.clients[conn.fileno()] = Client(conn, time.monotonic() + CLIENT_TIMEOUT)
+            # Judged as soon as it connects: a client killed after sending its request has
+            # exited by the time it is read, and its container must still be started.
+            foreign = context.peer_differs(conn)
+            self.clients[conn.fileno()] = Client(conn, time.monotonic() + CLIENT_TIMEOUT, foreign)
             self.selector.register(conn, selectors.EVENT_READ, "client")
 
     def _on_client(self, client: Client) -> None:
@@ -348,7 +352,7 @@ class Monitor:
             return
         try:
             request = json.loads(client.data)
-            if not context.same_as_peer(client.conn):
+            if client.foreign:
                 reply = {"ok": False, "error": f"the monitor at {self.socket_path} serves another namespace context"}
             else:
                 reply = self.start(request) if request.get("op") == "start" else self.status()

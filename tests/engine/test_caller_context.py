@@ -6,6 +6,7 @@ or it would prove nothing."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -230,3 +231,24 @@ def test_what_a_command_starts_stays_in_the_callers_cgroup(hostrt: Hostrt, serve
         assert str(supervisor) in members, "the process running the command left the caller's cgroup"
     finally:
         assert client.wait(timeout=60) == 0
+
+
+def test_a_monitor_refuses_a_sender_of_another_context(hostrt: Hostrt) -> None:
+    """One that reaches another context's monitor socket (the socket's name is only a hint) is
+    told so: the monitor would create its container in the wrong namespaces."""
+    container = hostrt.ok("run", "-d", "--network", "none", "busybox", "sleep", "60").strip()
+    try:
+        from hostrt import context
+
+        sockets = [hostrt.root / "run" / f"monitor-{context.key()}.sock"] if context.key() else []
+        sockets = [path for path in sockets if path.exists()] or sorted((hostrt.root / "run").glob("monitor.sock"))
+        assert sockets  # this context's monitor (before its sockets were named by context: the only one)
+        code = ("import json,socket,sys; c=socket.socket(socket.AF_UNIX); c.connect(sys.argv[1]); "
+                "c.sendall(b'{\"op\": \"ping\"}\\n'); print(c.makefile().readline(), end='')")
+        for argv, ok in (([], True), (["unshare", "-n"], False)):
+            done = subprocess.run([*argv, sys.executable, "-c", code, str(sockets[0])], capture_output=True, text=True,
+                                  timeout=30)
+            assert done.returncode == 0, done.stderr
+            assert json.loads(done.stdout)["ok"] is ok, done.stdout
+    finally:
+        hostrt("rm", "-f", container)
