@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Iterator
@@ -252,3 +254,47 @@ def test_a_monitor_refuses_a_sender_of_another_context(hostrt: Hostrt) -> None:
             assert json.loads(done.stdout)["ok"] is ok, done.stdout
     finally:
         hostrt("rm", "-f", container)
+
+
+def _ask_from_another_mount_namespace(path: str) -> bytes:
+    """A well-formed request sent from a forked child that first entered a new mount namespace."""
+    import ctypes
+
+    from hostrt import server_client
+
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            if ctypes.CDLL(None, use_errno=True).unshare(0x00020000) != 0:  # CLONE_NEWNS
+                os._exit(3)
+            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            conn.connect(path)
+            socket.send_fds(conn, [server_client._request(["version"], [])], [0, 1, 2])
+            os.write(writer, conn.recv(64))
+        finally:
+            os._exit(0)
+    os.close(writer)
+    os.waitpid(pid, 0)
+    with os.fdopen(reader, "rb") as replies:
+        return replies.read()
+
+
+@pytest.mark.parametrize("yield_after", [-1.0, 3600.0], ids=["own-context-quiet", "own-context-recent"])
+def test_a_server_refuses_another_context_and_gives_way_once_its_own_is_quiet(
+        monkeypatch: pytest.MonkeyPatch, yield_after: float) -> None:
+    """Another context's caller runs its command itself; a server whose own callers stopped
+    coming a while ago then stops, so the next command starts one in the context in use."""
+    from hostrt import server
+    from tests.engine.test_server import _serve_once
+
+    monkeypatch.setattr(server, "YIELD_SECONDS", yield_after, raising=False)  # before the fork: the serving child sees it
+    directory = Path(tempfile.mkdtemp(prefix="hostrt-ctx-", dir="/tmp"))
+    try:
+        instance, pid = _serve_once(directory)
+        assert _ask_from_another_mount_namespace(instance.path) == b"n\n"
+        os.waitpid(pid, 0)
+        # The server's state is in the forked child: what it did shows in its socket.
+        assert Path(instance.path).exists() is (yield_after > 0)
+    finally:
+        shutil.rmtree(directory)
