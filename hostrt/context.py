@@ -16,6 +16,7 @@ import struct
 import zlib
 
 _NAMESPACES: tuple[str, ...] | None = None
+_PF_EXITING = 0x4  # a flag of /proc/PID/stat
 
 
 def _namespaces() -> tuple[str, ...]:
@@ -40,13 +41,18 @@ def of(pid: int | str) -> tuple[str, ...] | None:
     except OSError:
         return None
     try:  # relative to the process's directory: the same process throughout, a few us a read
+        cgroup = _read(os.open("cgroup", os.O_RDONLY | os.O_CLOEXEC, dir_fd=directory))
         links = [os.readlink(f"ns/{name}", dir_fd=directory) for name in _namespaces()]
         root = os.stat("root", dir_fd=directory)
-        cgroup = _read(os.open("cgroup", os.O_RDONLY | os.O_CLOEXEC, dir_fd=directory))
+        # Read last: a process that has begun to exit (PF_EXITING, set before it leaves its
+        # cgroups, after which it shows the root ones) or is a zombie has no context to compare.
+        stat = _read(os.open("stat", os.O_RDONLY | os.O_CLOEXEC, dir_fd=directory)).rsplit(b")", 1)[1].split()
     except OSError:
         return None
     finally:
         os.close(directory)
+    if stat[0] in (b"Z", b"X") or int(stat[6]) & _PF_EXITING:
+        return None
     if not links:
         return None
     return (*links, f"root:{root.st_dev}:{root.st_ino}", cgroup.decode(errors="replace"))
@@ -70,6 +76,7 @@ def peer_pid(conn: socket.socket) -> int:
 
 
 _OWN_NAMESPACES: tuple[str, ...] | None = None
+_PF_EXITING = 0x4  # a flag of /proc/PID/stat
 
 
 def own() -> tuple[str, ...] | None:
