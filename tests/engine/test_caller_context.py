@@ -256,8 +256,15 @@ def test_a_monitor_refuses_a_sender_of_another_context(hostrt: Hostrt) -> None:
         hostrt("rm", "-f", container)
 
 
-def _ask_from_another_mount_namespace(path: str) -> bytes:
-    """A well-formed request sent from a forked child that first entered a new mount namespace."""
+CLONE_NEWNS = 0x00020000
+NAMESPACE_FLAGS = {"mnt": CLONE_NEWNS, "uts": 0x04000000, "ipc": 0x08000000, "user": 0x10000000,
+                   "net": 0x40000000, "cgroup": 0x02000000, "pid_for_children": 0x20000000,
+                   "time_for_children": 0x00000080}
+
+
+def _ask_from_new_namespace(path: str, flag: int) -> bytes:
+    """A well-formed request sent from a forked child that first unshared namespace `flag`
+    (0: none); b"unsupported" if this kernel cannot."""
     import ctypes
 
     from hostrt import server_client
@@ -266,8 +273,9 @@ def _ask_from_another_mount_namespace(path: str) -> bytes:
     pid = os.fork()
     if pid == 0:
         try:
-            if ctypes.CDLL(None, use_errno=True).unshare(0x00020000) != 0:  # CLONE_NEWNS
-                os._exit(3)
+            if flag and ctypes.CDLL(None, use_errno=True).unshare(flag) != 0:
+                os.write(writer, b"unsupported")
+                os._exit(0)
             conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             conn.connect(path)
             socket.send_fds(conn, [server_client._request(["version"], [])], [0, 1, 2])
@@ -280,21 +288,38 @@ def _ask_from_another_mount_namespace(path: str) -> bytes:
         return replies.read()
 
 
+@pytest.fixture
+def socket_dir() -> Iterator[Path]:
+    directory = Path(tempfile.mkdtemp(prefix="hostrt-ctx-", dir="/tmp"))
+    yield directory
+    shutil.rmtree(directory)
+
+
+@pytest.mark.parametrize("kind", [None, *NAMESPACE_FLAGS])
+def test_a_caller_in_any_other_namespace_runs_its_command_itself(socket_dir: Path, kind: str | None) -> None:
+    """Each kind of namespace on its own (the server compares every /proc/PID/ns link; the
+    *_for_children ones catch a caller that unshared without forking). The same context is served."""
+    from tests.engine.test_server import _serve_once
+
+    instance, pid = _serve_once(socket_dir)
+    reply = _ask_from_new_namespace(instance.path, NAMESPACE_FLAGS[kind] if kind else 0)
+    os.waitpid(pid, 0)
+    if reply == b"unsupported":
+        pytest.skip(f"this kernel cannot unshare a {kind} namespace")
+    assert (reply == b"n\n") is (kind is not None), reply
+
+
 @pytest.mark.parametrize("yield_after", [-1.0, 3600.0], ids=["own-context-quiet", "own-context-recent"])
 def test_a_server_refuses_another_context_and_gives_way_once_its_own_is_quiet(
-        monkeypatch: pytest.MonkeyPatch, yield_after: float) -> None:
+        monkeypatch: pytest.MonkeyPatch, socket_dir: Path, yield_after: float) -> None:
     """Another context's caller runs its command itself; a server whose own callers stopped
     coming a while ago then stops, so the next command starts one in the context in use."""
     from hostrt import server
     from tests.engine.test_server import _serve_once
 
     monkeypatch.setattr(server, "YIELD_SECONDS", yield_after, raising=False)  # before the fork: the serving child sees it
-    directory = Path(tempfile.mkdtemp(prefix="hostrt-ctx-", dir="/tmp"))
-    try:
-        instance, pid = _serve_once(directory)
-        assert _ask_from_another_mount_namespace(instance.path) == b"n\n"
-        os.waitpid(pid, 0)
-        # The server's state is in the forked child: what it did shows in its socket.
-        assert Path(instance.path).exists() is (yield_after > 0)
-    finally:
-        shutil.rmtree(directory)
+    instance, pid = _serve_once(socket_dir)
+    assert _ask_from_new_namespace(instance.path, CLONE_NEWNS) == b"n\n"
+    os.waitpid(pid, 0)
+    # The server's state is in the forked child: what it did shows in its socket.
+    assert Path(instance.path).exists() is (yield_after > 0)
