@@ -37,7 +37,8 @@ def _send(path: Path, request: dict, timeout: float, lock_fd: int | None = None)
         failpoints.reached("monitor-connected")
         data = json.dumps(request).encode() + b"\n"
         sent = socket.send_fds(conn, [data], [lock_fd]) if lock_fd is not None else 0
-        conn.sendall(data[sent:])
+        if sent < len(data):  # never an empty send: the monitor may have answered and hung up already (EPIPE)
+            conn.sendall(data[sent:])
         failpoints.reached("monitor-request-sent")
         data = b""
         while not data.endswith(b"\n"):
