@@ -75,22 +75,21 @@ def peer_pid(conn: socket.socket) -> int:
     return pid
 
 
-_OWN_NAMESPACES: tuple[str, ...] | None = None
-_PF_EXITING = 0x4  # a flag of /proc/PID/stat
+_OWN: tuple[str, ...] | None = None  # this process's context as first read
 
 
 def own() -> tuple[str, ...] | None:
     """This process's context. Its namespaces and root are read once (a resident process of
     hostrt never enters others), its cgroups each time (an administrator may move it)."""
-    global _OWN_NAMESPACES
-    if _OWN_NAMESPACES is None:
-        _OWN_NAMESPACES = of("self")
-        return _OWN_NAMESPACES
+    global _OWN
+    if _OWN is None:
+        _OWN = of("self")
+        return _OWN
     try:
         cgroup = _read(os.open("/proc/self/cgroup", os.O_RDONLY | os.O_CLOEXEC)).decode(errors="replace")
     except OSError:
         return None
-    return (*_OWN_NAMESPACES[:-1], cgroup) if _OWN_NAMESPACES is not None else None
+    return (*_OWN[:-1], cgroup)
 
 
 def same_as_peer(conn: socket.socket) -> bool:
