@@ -231,8 +231,19 @@ def test_what_a_command_starts_stays_in_the_callers_cgroup(hostrt: Hostrt, serve
         supervisor = _parent(_find(marker))
         members = (child_cgroup / "cgroup.procs").read_text().split()
         assert str(supervisor) in members, "the process running the command left the caller's cgroup"
+        # As root the server's worker may join the caller's cgroups: the command keeps the fast path.
+        assert _parent(supervisor) == served, "the command did not run in a worker of the server"
     finally:
         assert client.wait(timeout=60) == 0
+
+
+def test_a_worker_that_cannot_join_the_callers_cgroups_says_so() -> None:
+    from hostrt import cgroup_join
+
+    own = Path("/proc/self/cgroup").read_text()
+    assert cgroup_join.join(own)
+    assert not cgroup_join.join("99:no-such-controller:/hostrt-ctx\n")
+    assert Path("/proc/self/cgroup").read_text() == own
 
 
 def test_a_monitor_refuses_a_sender_of_another_context(hostrt: Hostrt) -> None:
