@@ -3,8 +3,9 @@
 A `hostrt` command handed to a resident process (the engine server, the container monitor)
 runs in that process's context, not its caller's: another mount namespace sees other files,
 another network namespace publishes ports elsewhere, another cgroup escapes the caller's
-limits. Both compare their caller's context (its pid from SO_PEERCRED) with their own and
-serve only an identical one. Reading it costs a dozen small /proc reads (tens of
+limits. Both compare their caller's context (its pid from SO_PEERCRED) with their own: the
+monitor serves only an identical one, the server one with its namespaces and root (its
+worker joins the caller's cgroups). Reading it costs a dozen small /proc reads (tens of
 microseconds). Standard library only: the monitor and the server's accept path use it.
 """
 
