@@ -41,7 +41,7 @@ def served(hostrt: Hostrt) -> int:
     callers have been quiet for server.YIELD_SECONDS)."""
     from hostrt import context
 
-    deadline = time.monotonic() + server.YIELD_SECONDS + 60
+    deadline = time.monotonic() + getattr(server, "YIELD_SECONDS", 0.0) + 60
     while time.monotonic() < deadline:
         hostrt.ok("ps")
         pid = _server_pid()
