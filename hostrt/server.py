@@ -10,7 +10,14 @@ the worker receives the client's signals through SIGIO on the connection, and a 
 disappears (SIGKILL) takes its worker with it, as it would have taken its own process.
 
 Only the user who owns the server may use it (the socket's directory is 0700 and each peer's
-uid is checked). It refuses requests once its code changed on disk, so an edited or
+uid is checked). It serves only callers in its own namespaces and root directory
+(hostrt.context, compared through the peer's pid); any other caller is told to run the
+command itself, as a fork of this server would run it in the wrong namespaces. A caller in
+other cgroups is served by a worker that first joins them (hostrt.cgroup_join), or, where
+it may not, also runs the command itself.
+A server whose own context has gone quiet gives way to a caller from another one, so that
+a server started from a passing context (`ip netns exec`, a scope) does not keep the others
+off the fast path. It refuses requests once its code changed on disk, so an edited or
 upgraded hostrt is never served by old code, and it exits after IDLE_EXIT_SECONDS unused.
 Linux only (SCM_RIGHTS, pidfds); elsewhere every command runs in its own process.
 """
@@ -28,14 +35,18 @@ import sys
 import time
 from dataclasses import dataclass
 
+from hostrt import context
 from hostrt.server_client import FORWARDED_SIGNALS, INHERITED_SIGNALS, PROTOCOL, server_key
 
 IDLE_EXIT_SECONDS = 600.0
+# A caller from another context makes a server that served none of its own callers for this
+# long stop, so that the next command starts one in the context that is in use now.
+YIELD_SECONDS = 60.0
 MAX_REQUEST = 4 << 20
 # What a command needs, imported once before serving: each worker starts with it loaded.
 # Listed from what common commands import lazily (ps, run, logs, inspect, images, info,
 # machine ls, run --backend lightvm); a module missing here is imported by each worker.
-PRELOAD = ("hostrt.__main__", "hostrt.private_dirs", "hostrt.cli", "hostrt.cli_fast", "hostrt.engine.containers", "hostrt.engine.create",
+PRELOAD = ("hostrt.__main__", "hostrt.cgroup_join", "hostrt.private_dirs", "hostrt.cli", "hostrt.cli_fast", "hostrt.engine.containers", "hostrt.engine.create",
            "hostrt.engine.native", "hostrt.engine.foreground", "hostrt.engine.run_cache", "hostrt.engine.console",
            "hostrt.engine.plain_records", "hostrt.engine.monitor_client", "hostrt.images.store", "hostrt.images.local",
            "hostrt.network.choice", "hostrt.network.ports", "hostrt.network.proxy", "hostrt.network.report",
@@ -172,6 +183,20 @@ def _relay_signals(conn: socket.socket) -> None:
     on_io(signal.SIGIO, None)  # what arrived before O_ASYNC was set
 
 
+def _join_cgroups(conn: socket.socket, cgroups: str) -> bool:
+    """Enter the caller's cgroups (a /proc/PID/cgroup text) before anything runs; where that
+    is not allowed, tell the client to run the command itself."""
+    from hostrt import cgroup_join
+
+    if cgroup_join.join(cgroups):
+        return True
+    try:
+        conn.sendall(b"n\n")
+    except OSError:
+        pass
+    return False
+
+
 def _work(conn: socket.socket, listener: socket.socket, request: Request, fds: list[int]) -> int:
     listener.close()
     for signum in INHERITED_SIGNALS:
@@ -211,6 +236,7 @@ class Server:
         self.selector = selectors.DefaultSelector()
         self.workers: dict[int, tuple[int, socket.socket]] = {}  # pidfd -> (pid, client connection)
         self.last_busy = time.monotonic()
+        self.last_served = self.last_busy  # when a caller of this server's own context last came
         self.accepting = True
 
     def _stop_accepting(self) -> None:
@@ -244,23 +270,40 @@ class Server:
             request = parse_request(body)
         except (OSError, ValueError) as err:
             print(f"hostrt server: refused a request: {err}", file=sys.stderr)
-            try:
-                conn.sendall(b"n\n")  # the client runs the command itself
-            except OSError:
-                pass
-            for fd in fds:
-                os.close(fd)
-            conn.close()
+            self._refuse(conn, fds)
             return
+        # Checked once the request is whole: the client waits for the reply now.
+        mine, theirs = context.own(), context.of(context.peer_pid(conn))
+        cgroups = None  # the caller's, when they are all that differs: the worker joins them
+        if mine is None or theirs is None or theirs[:-1] != mine[:-1]:
+            self._refuse(conn, fds)
+            if not self.workers and time.monotonic() - self.last_served > YIELD_SECONDS:
+                self._stop_accepting()
+            return
+        if theirs[-1] != mine[-1]:
+            cgroups = theirs[-1]
+        self.last_served = time.monotonic()
         pid = os.fork()
         if pid == 0:
             self._close_inherited()
+            if cgroups is not None and not _join_cgroups(conn, cgroups):
+                os._exit(0)
             os._exit(_work(conn, self.listener, request, fds))
         for fd in fds:
             os.close(fd)
         pidfd = os.pidfd_open(pid)
         self.workers[pidfd] = (pid, conn)
         self.selector.register(pidfd, selectors.EVENT_READ)
+
+    @staticmethod
+    def _refuse(conn: socket.socket, fds: list[int]) -> None:
+        try:
+            conn.sendall(b"n\n")  # the client runs the command itself
+        except OSError:
+            pass
+        for fd in fds:
+            os.close(fd)
+        conn.close()
 
     def _close_inherited(self) -> None:
         """A worker keeps none of the server's descriptors: a long `logs -f` must not hold

@@ -121,7 +121,8 @@ def delegate(args: list[str]) -> int | None:
         ignored = ignored_signals()  # one reading: what the worker ignores is what is not forwarded
         request = _request(args, ignored)
         sent = conn.sendmsg([request], [(_socket.SOL_SOCKET, _socket.SCM_RIGHTS, _fd_array(_stdio_fds()))])
-        conn.sendall(request[sent:])
+        if sent < len(request):  # an empty send fails (EPIPE) once a refusing server has hung up
+            conn.sendall(request[sent:])
     except OSError:
         conn.close()
         return None

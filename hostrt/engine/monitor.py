@@ -1,4 +1,5 @@
-"""The monitor: one small daemon per hostrt root that waits for every detached container.
+"""The monitor: one small daemon per hostrt root and caller's context that waits for every
+detached container started from that context.
 
 A process per container (as conmon or a shim) would cost ~8 MB of CPython each; one
 process for all of them costs that once. It is the children's subreaper, so a container's
@@ -12,6 +13,11 @@ Requests arrive as one JSON line on a unix socket: {"op": "start", "id": ..., "d
 {"ok": true, "pid": N} or {"ok": false, "error": ...}. It exits after a minute with nothing
 to watch. Started after one was SIGKILLed, it serves again the published ports of the
 containers that outlived it (`hostrt.network.takeover`).
+
+It creates containers and serves their ports in its own namespaces, root directory and
+cgroups, so a command from another context has its own monitor (the socket's name carries
+the context's key, `hostrt.context`) and a request whose sender's context differs from the
+monitor's (the peer's pid from SO_PEERCRED) is refused.
 
 It must outlive anything its clients and containers do, for when it dies every detached
 container loses the reader of its output (and dies of SIGPIPE) and nobody records its end.
@@ -35,6 +41,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from hostrt import context
 from hostrt.engine import logfile, supervise
 from hostrt.engine.runtime_cli import Runtime, RuntimeCallError
 from hostrt.engine.snapshot import unmount_rootfs
@@ -90,6 +97,7 @@ class Client:
 
     conn: socket.socket
     deadline: float
+    foreign: bool = False  # its sender runs in another context than the monitor's (hostrt.context)
     data: bytes = b""
     fds: list[int] = field(default_factory=list)  # the container's lock, held until the start is done
 
@@ -103,6 +111,7 @@ class Client:
 class Monitor:
     def __init__(self, socket_path: Path, runtime: Runtime) -> None:
         self.socket_path = socket_path
+        self.served = takeover.served_file(socket_path)  # the containers whose ports it serves
         self.runtime = runtime
         self.selector = selectors.DefaultSelector()
         self.watched: dict[int, Watched] = {}  # init pid -> container
@@ -173,11 +182,11 @@ class Monitor:
         except OSError as err:
             return {"ok": False, "error": err.strerror or str(err)}  # one line, without "[Errno N]"
         if self.proxies[request["id"]] is not None:
-            takeover.mark(self.socket_path.parent, request["id"], Path(request["dir"]))
+            takeover.mark(self.served, request["id"], Path(request["dir"]))
         reply = self._start_with_tty(request) if request.get("tty") else self._start(request)
         if not reply["ok"] and "pid" not in reply:
             proxy.closed(Path(request["dir"]), self.proxies.pop(request["id"], None))
-            takeover.mark(self.socket_path.parent, request["id"], None)
+            takeover.mark(self.served, request["id"], None)
         return reply
 
     def _start(self, request: dict) -> dict:
@@ -249,7 +258,7 @@ class Monitor:
 
     def _ended(self, item: Watched, status: int) -> None:
         proxy.closed(item.directory, self.proxies.pop(item.container_id, None))
-        takeover.mark(self.socket_path.parent, item.container_id, None)
+        takeover.mark(self.served, item.container_id, None)
         for fd in list(item.streams):  # what the container wrote before exiting
             try:
                 while fd in item.streams:
@@ -297,10 +306,10 @@ class Monitor:
         """Serve again the ports a killed monitor held for containers that still run."""
         def ended(item: takeover.Adopted) -> None:
             self.adopted.remove(item)
-            takeover.mark(self.socket_path.parent, item.container_id, None)
+            takeover.mark(self.served, item.container_id, None)
             self.last_busy = time.monotonic()
 
-        self.adopted = takeover.take_over(self.socket_path.parent, self.selector, ended)
+        self.adopted = takeover.take_over(self.served, self.selector, ended)
 
     def status(self) -> dict:
         """The reply to a ping: how many containers it waits for, and how it runs the runtime."""
@@ -317,7 +326,10 @@ class Monitor:
                 note(f"cannot accept a client: {err}")
                 return
             conn.setblocking(False)
-            self.clients[conn.fileno()] = Client(conn, time.monotonic() + CLIENT_TIMEOUT)
+            # Judged as soon as it connects: a client killed after sending its request has
+            # exited by the time it is read, and its container must still be started.
+            foreign = context.peer_differs(conn)
+            self.clients[conn.fileno()] = Client(conn, time.monotonic() + CLIENT_TIMEOUT, foreign)
             self.selector.register(conn, selectors.EVENT_READ, "client")
 
     def _on_client(self, client: Client) -> None:
@@ -340,7 +352,10 @@ class Monitor:
             return
         try:
             request = json.loads(client.data)
-            reply = self.start(request) if request.get("op") == "start" else self.status()
+            if client.foreign:
+                reply = {"ok": False, "error": f"the monitor at {self.socket_path} serves another namespace context"}
+            else:
+                reply = self.start(request) if request.get("op") == "start" else self.status()
         except (ValueError, KeyError, TypeError, AttributeError) as err:
             reply = {"ok": False, "error": f"bad request: {err}"}
         finally:

@@ -1,4 +1,10 @@
-"""Reach the monitor daemon, starting it first if it is not running (once, under a lock)."""
+"""Reach the monitor daemon of this process's context, starting it first if it is not running
+(once, under a lock).
+
+A monitor creates containers and serves their ports in its own namespaces, root directory
+and cgroups: a command from another mount or network namespace, chroot or cgroup (`ip netns
+exec`, `unshare`, `systemd-run --scope`) has a monitor of its own, named by its context's key.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,13 @@ from hostrt.errors import HostrtError
 from hostrt.locks import file_lock
 from hostrt.paths import Paths
 
-SOCKET_NAME = "monitor.sock"
+
+
+def socket_path(paths: Paths) -> Path:
+    """The socket of the monitor of this process's context."""
+    from hostrt import context
+
+    return paths.run / f"monitor-{context.key()}.sock"
 
 
 def _send(path: Path, request: dict, timeout: float, lock_fd: int | None = None) -> dict:
@@ -25,7 +37,7 @@ def _send(path: Path, request: dict, timeout: float, lock_fd: int | None = None)
         failpoints.reached("monitor-connected")
         data = json.dumps(request).encode() + b"\n"
         sent = socket.send_fds(conn, [data], [lock_fd]) if lock_fd is not None else 0
-        if sent < len(data):  # nothing more to send: the monitor may already have answered and closed
+        if sent < len(data):  # never an empty send: the monitor may have answered and hung up already (EPIPE)
             conn.sendall(data[sent:])
         failpoints.reached("monitor-request-sent")
         data = b""
@@ -39,7 +51,7 @@ def _send(path: Path, request: dict, timeout: float, lock_fd: int | None = None)
 
 def _spawn(paths: Paths, runtime: Runtime, sock: Path) -> None:
     paths.run.mkdir(mode=0o700, parents=True, exist_ok=True)
-    with file_lock(paths.run / "monitor.lock"):
+    with file_lock(sock.with_suffix(".lock")):
         try:
             _send(sock, {"op": "ping"}, 2)
             return  # another hostrt started it meanwhile
@@ -60,7 +72,7 @@ def _spawn(paths: Paths, runtime: Runtime, sock: Path) -> None:
 
 def ask_monitor(paths: Paths, runtime: Runtime, request: dict, timeout: float = 60, lock_fd: int | None = None) -> dict:
     """Send one request; a missing or exiting monitor is (re)started and asked again once."""
-    sock = paths.run / SOCKET_NAME
+    sock = socket_path(paths)
     for attempt in range(2):
         try:
             return _send(sock, request, timeout, lock_fd)
@@ -74,7 +86,7 @@ def ask_monitor(paths: Paths, runtime: Runtime, request: dict, timeout: float = 
 def ensure_monitor(paths: Paths, runtime: Runtime) -> None:
     """Restart a monitor that died (SIGKILL, OOM) while it served published ports: the new one
     takes them over (hostrt.network.takeover). Costs one ping when it is alive."""
-    sock = paths.run / SOCKET_NAME
+    sock = socket_path(paths)
     try:
         _send(sock, {"op": "ping"}, 10)
     except (FileNotFoundError, ConnectionRefusedError, ConnectionResetError, BrokenPipeError):

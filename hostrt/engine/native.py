@@ -127,9 +127,11 @@ class NativeBackend:
         """A running container whose ports the monitor served: restart a dead monitor, which serves them again."""
         if self._monitor_checked or not (self.directory(record) / "published.json").exists():
             return
-        from hostrt.network.takeover import served
+        from hostrt.engine.monitor_client import socket_path
+        from hostrt.network.takeover import served, served_file
 
-        if record.id in served(self.paths.run):
+        # Only this context's monitor: one restarted from another context would serve them elsewhere.
+        if record.id in served(served_file(socket_path(self.paths))):
             self._monitor_checked = True  # once per command: one restart serves every container
             from hostrt.engine.monitor_client import ensure_monitor
 

@@ -2,8 +2,8 @@
 
 The monitor holds the listeners of every detached container's published ports in its own
 process. Killed, it takes them along while the containers keep running. So it keeps a
-list of the containers it serves (`served.json` beside its socket, rewritten whole on
-each change); the next monitor (started by the next hostrt command that finds the old
+list of the containers it serves (`<socket name>.served.json` beside its socket, rewritten
+whole on each change; one per monitor, as there is one monitor per caller's context); the next monitor (started by the next hostrt command that finds the old
 one gone) binds the same ports again for each container whose init still runs, and
 watches that init through a pidfd (it is no longer our child) to close them when it
 ends. Ports that cannot be bound again, or whose container is gone, are dropped from
@@ -21,29 +21,31 @@ from pathlib import Path
 
 from hostrt.network import proxy
 
-SERVED_FILE = "served.json"
+def served_file(socket_path: Path) -> Path:
+    """The list kept by the monitor listening on `socket_path`."""
+    return socket_path.with_name(socket_path.stem + ".served.json")
 
 
-def served(run_dir: Path) -> dict[str, str]:
+def served(listing: Path) -> dict[str, str]:
     """{container id: container dir} of the containers whose ports the monitor serves."""
     try:
-        return json.loads((run_dir / SERVED_FILE).read_text())
+        return json.loads(listing.read_text())
     except (OSError, ValueError):
         return {}
 
 
-def mark(run_dir: Path, container_id: str, directory: Path | None) -> None:
-    """Add (`directory`) or drop (None) a container in the served list."""
-    current = served(run_dir)
+def mark(listing: Path, container_id: str, directory: Path | None) -> None:
+    """Add (`directory`) or drop (None) a container in the served list `listing`."""
+    current = served(listing)
     if directory is None and container_id not in current:
         return
     if directory is None:
         del current[container_id]
     else:
         current[container_id] = str(directory)
-    temp = run_dir / (SERVED_FILE + ".tmp")
+    temp = listing.with_name(listing.name + ".tmp")
     temp.write_text(json.dumps(current))
-    os.replace(temp, run_dir / SERVED_FILE)
+    os.replace(temp, listing)
 
 
 class Adopted:
@@ -71,10 +73,10 @@ def _init_pidfd(directory: Path) -> int | None:
         return None
 
 
-def take_over(run_dir: Path, selector: selectors.BaseSelector, on_end: Callable[[Adopted], None]) -> list[Adopted]:
+def take_over(listing: Path, selector: selectors.BaseSelector, on_end: Callable[[Adopted], None]) -> list[Adopted]:
     """Serve again the ports of every listed container that still runs; forget the others."""
     adopted = []
-    for container_id, name in served(run_dir).items():
+    for container_id, name in served(listing).items():
         directory = Path(name)
         pidfd = _init_pidfd(directory) if (directory / proxy.PUBLISHED_FILE).exists() else None
         ports = None
@@ -87,7 +89,7 @@ def take_over(run_dir: Path, selector: selectors.BaseSelector, on_end: Callable[
             if pidfd is not None:
                 os.close(pidfd)
             proxy.closed(directory, None)
-            mark(run_dir, container_id, None)
+            mark(listing, container_id, None)
             continue
         item = Adopted(container_id, directory, pidfd, ports, on_end)
         selector.register(pidfd, selectors.EVENT_READ, item)

@@ -65,11 +65,12 @@ def test_forked_runtime_matches_the_exec_d_one(hostrt: Hostrt, tmp_path: Path, c
 
 
 def test_the_monitor_runs_its_runtime_in_process(hostrt: Hostrt) -> None:
-    from hostrt.engine.monitor_client import SOCKET_NAME, _send
+    from hostrt import context
+    from hostrt.engine.monitor_client import _send
 
     container_id = hostrt.ok("run", "-d", "--network", "none", "busybox", "sleep", "60").strip()
     try:
-        status = _send(hostrt.root / "run" / SOCKET_NAME, {"op": "ping"}, 10)
+        status = _send(hostrt.root / "run" / f"monitor-{context.key()}.sock", {"op": "ping"}, 10)
         assert status["runtime_in_process"] is True and status["watching"] >= 1
         assert json.loads(hostrt.ok("inspect", container_id))[0]["State"]["Running"]
     finally:

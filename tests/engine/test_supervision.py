@@ -26,7 +26,9 @@ COUNTER = "i=0; while [ $i -lt 48 ]; do echo line $i; i=$((i+1)); sleep 0.25; do
 
 
 def monitor_pid(root: Path) -> int | None:
-    wanted = f"--socket\0{root / 'run' / 'monitor.sock'}\0".encode()
+    from hostrt import context
+
+    wanted = f"--socket\0{root / 'run' / f'monitor-{context.key()}.sock'}\0".encode()
     for entry in Path("/proc").iterdir():
         if entry.name.isdigit():
             try:
@@ -140,3 +142,38 @@ def test_a_full_disk_drops_output_but_keeps_the_container_and_its_exit_code(full
     # The same monitor takes the next container once there is room again.
     assert hostrt.ok("run", "-d", "--network", "none", "busybox", "sh", "-c", "echo fine")
     assert monitor_pid(hostrt.root) == monitor
+
+
+def test_a_request_the_monitor_answers_at_once_never_fails_on_a_broken_pipe(hostrt: Hostrt) -> None:
+    """A start the monitor refuses at once (a busy published port) was answered, and its
+    connection closed, before the client's trailing empty send: EPIPE, which the CLI turned
+    into a silent exit 1 instead of 125 and the reason. A race, so it is tried many times by
+    a client that runs only when the monitor does not (SCHED_IDLE, on the monitor's CPU)."""
+    from hostrt import context
+
+    container = hostrt.ok("run", "-d", "--network", "none", "busybox", "sleep", "60").strip()
+    sock = hostrt.root / "run" / f"monitor-{context.key()}.sock"
+    monitor = monitor_pid(hostrt.root)
+    assert monitor is not None
+    cpus = os.sched_getaffinity(monitor)
+    cpu = min(cpus & os.sched_getaffinity(0))
+    script = f"""
+import os, sys
+from hostrt.engine.monitor_client import _send
+os.sched_setaffinity(0, {{{cpu}}})
+os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+lock, broken = os.open({str(hostrt.root)!r}, os.O_RDONLY), 0
+for _ in range(2000):
+    try:
+        assert _send({str(sock)!r}, {{"op": "start"}}, 10, lock_fd=lock)["ok"] is False  # refused at once: no id
+    except BrokenPipeError:
+        broken += 1
+print(broken)
+"""
+    os.sched_setaffinity(monitor, {cpu})
+    try:
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+        assert (done.returncode, done.stdout) == (0, "0\n"), (done.stdout, done.stderr)
+    finally:
+        os.sched_setaffinity(monitor, cpus)
+        hostrt("rm", "-f", container)

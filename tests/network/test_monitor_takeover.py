@@ -33,7 +33,9 @@ def refused(port: int) -> bool:
 
 def monitor_pid(root: Path) -> int | None:
     """The monitor daemon of this hostrt root, found by its command line."""
-    wanted = f"--socket\0{root / 'run' / 'monitor.sock'}\0".encode()
+    from hostrt import context
+
+    wanted = f"--socket\0{root / 'run' / f'monitor-{context.key()}.sock'}\0".encode()
     for entry in Path("/proc").iterdir():
         try:
             if entry.name.isdigit() and b"hostrt.engine.monitor" in (cmdline := (entry / "cmdline").read_bytes()) \
