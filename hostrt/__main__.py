@@ -35,12 +35,18 @@ def _join_rootless(args: list[str]) -> str | None:
     if not rootless.wanted() or rootless.stays_outside(args):
         return None
     try:
+        # Checked as the user, before joining: the holder's pid file lives in the run root, and
+        # inside the namespace another user's files only show as the overflow uid.
+        _secure_roots()
         rootless.enter()
+    except HostrtError as err:
+        message = f"hostrt: error: {err}"
     except rootless.RootlessError as err:
         message = f"hostrt: error: rootless: {err}"
-        print(message, file=sys.stderr)
-        return message
-    return None
+    else:
+        return None
+    print(message, file=sys.stderr)
+    return message
 
 
 def _outside_rootless() -> bool:

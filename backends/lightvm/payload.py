@@ -22,7 +22,7 @@ GUEST_CODE = "/var/lib/hostrt-guest/code"
 # Modules the guest needs besides the runtime package; all standard-library-only
 # (tests/lightvm/test_payload.py imports each from the payload alone, without site-packages).
 GUEST_MODULES = (
-    "hostrt/__init__.py", "hostrt/errors.py", "hostrt/paths.py", "hostrt/locks.py",
+    "hostrt/__init__.py", "hostrt/errors.py", "hostrt/paths.py", "hostrt/locks.py", "hostrt/context.py",
     "hostrt/engine/__init__.py", "hostrt/engine/monitor.py", "hostrt/engine/monitor_client.py",
     "hostrt/engine/supervise.py", "hostrt/engine/runtime_cli.py", "hostrt/engine/runtime_fork.py",
     "hostrt/engine/snapshot.py",

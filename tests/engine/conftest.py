@@ -70,7 +70,7 @@ def engine_root(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     yield root
     for record in (root / "containers").glob("*/record.json"):
         hostrt("rm", "-f", record.parent.name)
-    subprocess.run(["pkill", "-f", f"--socket {root}"], capture_output=True)
+    subprocess.run(["pkill", "-f", "--", f"--socket {root}"], capture_output=True)
 
 
 @pytest.fixture

@@ -60,7 +60,7 @@ def open_parent() -> Iterator[Path]:
     parent = Path(tempfile.mkdtemp(prefix="hostrt-private-", dir="/tmp"))
     parent.chmod(0o755)
     yield parent
-    subprocess.run(["pkill", "-f", f"--socket {parent}"], capture_output=True)
+    subprocess.run(["pkill", "-f", "--", f"--socket {parent}"], capture_output=True)
     shutil.rmtree(parent, ignore_errors=True)
 
 

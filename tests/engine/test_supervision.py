@@ -120,7 +120,7 @@ def full_disk_root(engine_root: Path) -> Iterator[Hostrt]:
     finally:
         for record in (hostrt.root / "containers").glob("*/record.json"):
             hostrt("rm", "-f", record.parent.name)
-        subprocess.run(["pkill", "-f", f"--socket {hostrt.root}"], capture_output=True)
+        subprocess.run(["pkill", "-f", "--", f"--socket {hostrt.root}"], capture_output=True)
         subprocess.run(["umount", "--lazy", str(mountpoint)], check=True)
         mountpoint.rmdir()
 
