@@ -35,10 +35,10 @@ def keep_served(container_id: str, directory: Path, root: Path, runtime: Callabl
     the new one takes them over (hostrt.network.takeover), as on the host."""
     if not (directory / "published.json").exists():
         return
-    from hostrt.network.takeover import served
+    from hostrt.engine.monitor_client import ensure_monitor, socket_path
+    from hostrt.network.takeover import served, served_file
+    from hostrt.paths import Paths
 
-    if container_id in served(root / "run"):
-        from hostrt.engine.monitor_client import ensure_monitor
-        from hostrt.paths import Paths
-
-        ensure_monitor(Paths(root=root, run=root / "run"), runtime())
+    paths = Paths(root=root, run=root / "run")
+    if container_id in served(served_file(socket_path(paths))):
+        ensure_monitor(paths, runtime())

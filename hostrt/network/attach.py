@@ -22,6 +22,7 @@ from hostrt.errors import HostrtError, UsageError
 from hostrt.network import bridge, nat, netns, slirp
 from hostrt.network.ipam import AddressesExhaustedError, Leases, pick_address
 from hostrt.network.networks import DEFAULT_NETWORK, NetworkStore
+from hostrt.rootless import UID_VARIABLE, in_user_namespace
 
 NETWORK_FILE = "network.json"
 HOSTS_BASE = "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
@@ -84,7 +85,7 @@ def setup(container_dir: Path, container_id: str, hostname: str, network: str, p
         return None
     if network.startswith("container:"):
         return _share(container_dir, network.partition(":")[2], data_dir, run_dir)
-    rootless = slirp.in_user_namespace() or "HOSTRT_ROOTLESS_UID" in os.environ
+    rootless = in_user_namespace() or UID_VARIABLE in os.environ
     if network == slirp.NETWORK or (network == DEFAULT_NETWORK and rootless):
         return _slirp(container_dir, container_id, hostname, publish, run_dir)  # Podman's rootless default
     if rootless:

@@ -37,7 +37,6 @@ MTU = 65520  # as Podman: fewer, larger packets through the user-space stack
 HANDLE_FILE = "slirp.json"
 LOG_FILE = "slirp4netns.log"
 READY_TIMEOUT = 10.0
-_INITIAL_UID_MAP = ["0", "0", "4294967295"]
 
 
 @dataclass
@@ -46,15 +45,6 @@ class Slirp:
 
     pid: int
     api_socket: str
-
-
-def in_user_namespace() -> bool:
-    """True in a user namespace other than the host's (rootless): there the default network is slirp4netns."""
-    try:
-        with open("/proc/self/uid_map") as uid_map:
-            return uid_map.read().split() != _INITIAL_UID_MAP
-    except OSError:
-        return False
 
 
 def api_socket_path(netns: Path) -> Path:

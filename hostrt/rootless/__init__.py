@@ -29,10 +29,11 @@ class RootlessError(Exception):
 
 def active() -> bool:
     """True in a process that joined the rootless namespace (or was started by one)."""
-    return UID_VARIABLE in os.environ and os.geteuid() == 0 and _in_child_userns()
+    return UID_VARIABLE in os.environ and os.geteuid() == 0 and in_user_namespace()
 
 
-def _in_child_userns() -> bool:
+def in_user_namespace() -> bool:
+    """Whether this process's uids are mapped (a user namespace other than the host's)."""
     try:
         with open("/proc/self/uid_map") as f:
             return f.read().split() != ["0", "0", "4294967295"]

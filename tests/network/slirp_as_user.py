@@ -16,6 +16,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+from hostrt import rootless
 from hostrt.network import attach, slirp
 from hostrt.network.proxy import ThreadedProxy
 
@@ -27,7 +28,7 @@ def main() -> None:
     container_dir.mkdir(parents=True)
     (work / "www").mkdir()
     (work / "www" / "index.html").write_text("rootless-slirp\n")
-    seen: dict = {"in_user_namespace": slirp.in_user_namespace()}
+    seen: dict = {"in_user_namespace": rootless.in_user_namespace()}
     own_netns = os.readlink("/proc/self/ns/net")
     publish = [{"host_ip": "127.0.0.1", "host_port": port, "container_port": 80, "protocol": "tcp"}]
     netns = attach.setup(container_dir, container_id, "rootless", "bridge", publish, work, work / "run")
