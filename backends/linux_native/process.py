@@ -73,6 +73,7 @@ def fork_container(spec_namespaces: dict[str, str], join: dict[str, str], cgroup
     from backends.linux_native import sealed_exe
 
     sealed_exe.require()
+    _require_own_proc()
     syscalls.prctl(PR_SET_DUMPABLE, 0)
     if reaper:
         syscalls.prctl(PR_SET_CHILD_SUBREAPER, 1)
@@ -87,6 +88,17 @@ def fork_container(spec_namespaces: dict[str, str], join: dict[str, str], cgroup
             prepare_cgroup()
         return _fork_through_intermediate(join, new_flags, new_user, cgroup, child, id_maps)
     return _fork_direct(join, new_flags, cgroup, child, prepare_cgroup)
+
+
+def _require_own_proc() -> None:
+    """Refuse when /proc belongs to another PID namespace than this process's (`unshare -p`
+    without --mount-proc): the container's pid would be looked up there, as another process."""
+    try:
+        own = os.readlink("/proc/self") == str(os.getpid())
+    except OSError:
+        own = False
+    if not own:
+        raise RuntimeFailure("/proc is not this PID namespace's: mount one for it (unshare --pid --fork --mount-proc)")
 
 
 def _fork_direct(join: dict[str, str], new_flags: int, cgroup, child, prepare_cgroup=None) -> tuple[Channel, int]:

@@ -179,12 +179,11 @@ def test_ports_are_published_in_the_callers_network_namespace(hostrt: Hostrt, se
         _kill_monitors_in(hostrt.root, netns)
 
 
-@pytest.mark.parametrize("mount_proc", [True, False], ids=["mount-proc", "pid-namespace-only"])
-def test_containers_are_created_in_the_callers_pid_namespace(hostrt: Hostrt, served: int, mount_proc: bool) -> None:  # noqa: F811
+def test_containers_are_created_in_the_callers_pid_namespace(hostrt: Hostrt, served: int) -> None:  # noqa: F811
     """The container's init is a descendant of the caller's PID namespace: one more level in
     its NSpid than the caller's own."""
     marker = f"pidns-{uuid.uuid4().hex}"
-    argv = ["unshare", "-p", "-f", *(["--mount-proc"] if mount_proc else []),
+    argv = ["unshare", "-p", "-f", "--mount-proc",
             *_hostrt_argv("run", "--rm", "--network", "none", *_sleeper(marker))]
     client = subprocess.Popen(argv, env=hostrt.env, stdin=subprocess.DEVNULL)
     try:
@@ -194,6 +193,18 @@ def test_containers_are_created_in_the_callers_pid_namespace(hostrt: Hostrt, ser
         assert len(levels) == 3, f"NSpid {levels}: the container's PID namespace is not inside the caller's"
     finally:
         assert client.wait(timeout=60) == 0
+
+
+def test_a_pid_namespace_without_its_own_proc_is_refused_in_one_line(hostrt: Hostrt, served: int) -> None:  # noqa: F811
+    """`unshare -p -f` without --mount-proc: /proc shows the outer namespace, where the
+    container's pid would name another process. One line, 125, and no container left."""
+    name = f"pidns-{uuid.uuid4().hex[:12]}"
+    argv = ["unshare", "-p", "-f", *_hostrt_argv("run", "--rm", "--name", name, "--network", "none", "busybox", "true")]
+    done = subprocess.run(argv, env=hostrt.env, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 125, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "/proc is not this PID namespace's" in lines[0], done.stderr
+    assert name not in hostrt.ok("ps", "-a", "--format", "{{.Names}}").split()
 
 
 @pytest.fixture
