@@ -15,8 +15,13 @@ def wait_exit(pid: int, timeout: float | None) -> bool:
     except ProcessLookupError:
         return True
     try:
-        poller = select.poll()
-        poller.register(fd, select.POLLIN)
-        return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000))))
+        return wait_fd(fd, timeout)
     finally:
         os.close(fd)
+
+
+def wait_fd(pidfd: int, timeout: float | None) -> bool:
+    """`wait_exit` for a pidfd already open (one opened before a signal that frees the pid)."""
+    poller = select.poll()
+    poller.register(pidfd, select.POLLIN)
+    return bool(poller.poll(None if timeout is None else max(0, int(timeout * 1000))))

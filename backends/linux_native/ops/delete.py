@@ -27,18 +27,22 @@ def kill_all(ctr: state.Container, manager: cgroups.Manager) -> None:
     die), and wait until they are gone."""
     if manager.is_frozen():
         manager.thaw()
+    init_fd = _init_pidfd(ctr)
     targets = set(manager.pids())
-    if ctr.alive():
+    if init_fd is not None:
         targets.add(ctr.pid)
     for pid in targets:
         try:
             os.kill(pid, 9)
         except ProcessLookupError:
             pass
-    if ctr.alive():
-        from backends.linux_native.pidwait import wait_exit  # select: not on a stopped delete's path
+    if init_fd is not None:
+        from backends.linux_native.pidwait import wait_fd  # select: not on a stopped delete's path
 
-        wait_exit(ctr.pid, 10)  # the init first: with it, a PID namespace dies whole
+        try:
+            wait_fd(init_fd, 10)  # the init first: with it, a PID namespace dies whole
+        finally:
+            os.close(init_fd)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
@@ -49,6 +53,19 @@ def kill_all(ctr: state.Container, manager: cgroups.Manager) -> None:
             return
         time.sleep(0.002)  # stragglers outside the init's PID namespace (no pidfd for a set)
     LOG.warning(f"processes of {ctr.id} still present after SIGKILL")
+
+
+def _init_pidfd(ctr: state.Container) -> int | None:
+    """A pidfd of the running init, opened before any signal: once SIGKILL frees its pid,
+    another process (or a thread, which pidfd_open refuses with EINVAL) may take that number."""
+    try:
+        fd = os.pidfd_open(ctr.pid)
+    except OSError:
+        return None
+    if not ctr.alive():  # the pid already named another process when the fd was opened
+        os.close(fd)
+        return None
+    return fd
 
 
 def delete(ctr: state.Container, force: bool) -> None:
