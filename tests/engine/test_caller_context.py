@@ -287,27 +287,9 @@ NAMESPACE_FLAGS = {"mnt": CLONE_NEWNS, "uts": 0x04000000, "ipc": 0x08000000, "us
 def _ask_from_new_namespace(path: str, flag: int) -> bytes:
     """A well-formed request sent from a forked child that first unshared namespace `flag`
     (0: none); b"unsupported" if this kernel cannot."""
-    import ctypes
+    from tests.engine.test_server import _ask
 
-    from hostrt import server_client
-
-    reader, writer = os.pipe()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            if flag and ctypes.CDLL(None, use_errno=True).unshare(flag) != 0:
-                os.write(writer, b"unsupported")
-                os._exit(0)
-            conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-            conn.connect(path)
-            socket.send_fds(conn, [server_client._request(["version"], [])], [0, 1, 2])
-            os.write(writer, conn.recv(64))
-        finally:
-            os._exit(0)
-    os.close(writer)
-    os.waitpid(pid, 0)
-    with os.fdopen(reader, "rb") as replies:
-        return replies.read()
+    return _ask(path, unshare_flags=flag)
 
 
 @pytest.fixture

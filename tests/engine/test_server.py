@@ -4,6 +4,7 @@ stdin, signals, a killed client — and nobody else may use it."""
 
 from __future__ import annotations
 
+import ctypes
 import os
 import shutil
 import signal
@@ -152,14 +153,18 @@ def _serve_once(directory: Path, fingerprint: int | None = None) -> tuple[server
     return instance, pid
 
 
-def _ask(path: str, as_uid: int | None = None) -> bytes:
-    """Send a well-formed request for `--version`-like work, from this process or as another user."""
+def _ask(path: str, as_uid: int | None = None, unshare_flags: int = 0) -> bytes:
+    """Send a well-formed request for `--version`-like work from a forked child: as this process,
+    as another user, or after unsharing namespaces (b"unsupported" if this kernel cannot)."""
     reader, writer = os.pipe()
     pid = os.fork()
     if pid == 0:
         try:
             if as_uid is not None:
                 os.setuid(as_uid)
+            if unshare_flags and ctypes.CDLL(None, use_errno=True).unshare(unshare_flags) != 0:
+                os.write(writer, b"unsupported")
+                os._exit(0)
             conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
             conn.connect(path)
             request = server_client._request(["version"], [])
