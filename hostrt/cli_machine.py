@@ -33,25 +33,29 @@ def init(
     share: Annotated[Optional[list[str]], typer.Option("--share", help="Host directory for -v (repeatable; default: $HOME and /tmp).")] = None,
     image: Annotated[Optional[str], typer.Option("--image", help="Pull the guest image from a registry instead of building it (default: $HOSTRT_GUEST_IMAGE).")] = None,
     idle_timeout: Annotated[int, typer.Option("--idle-timeout", help="Stop the machine after this many idle seconds (0: never).")] = 1800,
+    driver: Annotated[Optional[str], typer.Option("--driver", help="What runs the VM: libvirt or qemu (default: libvirt where a libvirtd is reachable, else qemu; $HOSTRT_MACHINE_DRIVER).")] = None,
 ) -> None:
     """Create a machine: build (or reuse) the guest image, generate its SSH keys, pin its host key."""
     from pydantic import ValidationError
 
+    from backends.lightvm.drivers import choose_driver
     from backends.lightvm.guest_source import guest_for
     from backends.lightvm.machines import init_machine
     from backends.lightvm.settings import MachineSettings, default_shares
     from hostrt.errors import UsageError
 
     guest_arch = ImagePlatform.parse(f"linux/{arch}").architecture if arch else detect_host().architecture
+    chosen, _why = choose_driver(driver)
     try:
         shares = [os.path.realpath(s) for s in share] if share else default_shares()
         settings = MachineSettings(name=name, arch=guest_arch, cpus=cpus, memory_mib=memory, shares=shares,  # type: ignore[arg-type]
-                                   idle_timeout_s=idle_timeout)
+                                   idle_timeout_s=idle_timeout, driver=chosen)
     except ValidationError as err:
         raise UsageError(err.errors()[0]["msg"].removeprefix("Value error, ")) from None
     guest = guest_for(Paths.default(), settings.arch, image)
     machine = init_machine(Paths.default().machines, settings, guest)
-    typer.echo(f"machine {settings.name} created ({settings.arch}, {settings.cpus} CPUs, {settings.memory_mib} MiB) in {machine.path}")
+    typer.echo(f"machine {settings.name} created ({settings.arch}, {settings.cpus} CPUs, {settings.memory_mib} MiB, "
+               f"driver {settings.driver}) in {machine.path}")
 
 
 @machine_app.command("start")
@@ -74,7 +78,7 @@ def start(name: Annotated[str, typer.Argument()] = DEFAULT_NAME) -> None:
     start_agent(machine.path)
     record = machine.run_record()
     assert record is not None
-    typer.echo(f"machine {name} running ({record.virt_type}), SSH ready in {record.ready_seconds:.1f} s on 127.0.0.1:{record.ssh_port}")
+    typer.echo(f"machine {name} running ({record.virt_type}, driver {record.driver}), SSH ready in {record.ready_seconds:.1f} s on 127.0.0.1:{record.ssh_port}")
 
 
 @machine_app.command("stop")
@@ -116,23 +120,26 @@ def ls(
     if output == "json":
         typer.echo(json.dumps([asdict(m) for m in found], indent=2))
         return
-    typer.echo(f"{'NAME':<16}{'ARCH':<8}{'STATE':<10}{'ACCEL':<7}SSH")
+    typer.echo(f"{'NAME':<16}{'ARCH':<8}{'STATE':<10}{'DRIVER':<9}{'ACCEL':<7}SSH")
     for m in found:
         ssh_port = f"127.0.0.1:{m.ssh_port}" if m.ssh_port else "-"
-        typer.echo(f"{m.name:<16}{m.arch or '-':<8}{m.state:<10}{m.virt_type or '-':<7}{ssh_port}")
+        typer.echo(f"{m.name:<16}{m.arch or '-':<8}{m.state:<10}{m.driver or '-':<9}{m.virt_type or '-':<7}{ssh_port}")
 
 
 @machine_app.command("inspect")
 def inspect(name: Annotated[str, typer.Argument()] = DEFAULT_NAME) -> None:
     """Show a machine's settings, boot files, run record and saved state as JSON."""
-    from backends.lightvm.machines import domain_prefix, existing
+    from backends.lightvm.machines import driver_of, existing
     from backends.lightvm.suspend import describe
 
     machine = existing(Paths.default().machines, name)
     record = machine.run_record()
+    hypervisor = driver_of(machine).describe(machine)
     typer.echo(json.dumps({
         "name": name,
-        "domain": domain_prefix(Paths.default().machines) + name,
+        "driver": hypervisor.pop("driver"),
+        "domain": hypervisor.pop("domain"),  # QEMU's -name guest=, a libvirt domain's name
+        "hypervisor": hypervisor,
         "path": str(machine.path),
         "settings": machine.settings().model_dump(mode="json"),
         "boot": machine.boot().model_dump(mode="json"),

@@ -320,10 +320,9 @@ def native_status(host: HostInfo) -> BackendStatus:
 
 
 def lightvm_status(host: HostInfo) -> BackendStatus:
-    """The VM backend needs libvirt-python, a QEMU system emulator for the host arch, and libvirtd."""
+    """The VM backend needs paramiko and a QEMU system emulator for the host arch; libvirt is one
+    of its two drivers (QEMU started directly is the other), so it is reported, not required."""
     missing: list[str] = []
-    if not _module_present("libvirt"):
-        missing.append("libvirt-python is not installed: pip install 'hostrt[vm]' (needs libvirt headers)")
     if not _module_present("paramiko"):
         missing.append("paramiko is not installed: pip install paramiko")
     emulator = EMULATORS.get(host.architecture)
@@ -332,5 +331,13 @@ def lightvm_status(host: HostInfo) -> BackendStatus:
         missing.append(f"{emulator} not found on PATH: install {package}")
     if missing:
         return BackendStatus(name="lightvm", usable=False, reasons=missing)
-    reasons = [f"{emulator} found", f"accelerator: {host.accelerator.accelerator} ({host.accelerator.reason})"]
+    from backends.lightvm.drivers import choose_driver
+    from hostrt.errors import UsageError
+
+    try:
+        driver, why = choose_driver()
+        chosen = f"driver: {driver} ({why})"
+    except UsageError as err:
+        chosen = f"driver: {err}"
+    reasons = [f"{emulator} found", f"accelerator: {host.accelerator.accelerator} ({host.accelerator.reason})", chosen]
     return BackendStatus(name="lightvm", usable=True, reasons=reasons)

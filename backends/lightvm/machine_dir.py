@@ -23,7 +23,7 @@ class BootRecord(BaseModel):
 class RunRecord(BaseModel):
     """Facts of the running domain, written at start and removed at stop."""
 
-    domain_uuid: str
+    driver: str
     virt_type: str
     ssh_port: int
     started_at: float
@@ -37,6 +37,7 @@ class SavedRecord(BaseModel):
     virt_type: str
     ssh_port: int
     recipe_hash: str
+    driver: str = "libvirt"  # a state is restored only by the driver that saved it (their formats differ)
     kernel: str
     settings: str  # the settings JSON: a changed machine boots afresh
     saved_at: float

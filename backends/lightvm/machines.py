@@ -1,8 +1,9 @@
-"""Machine lifecycle: init, start, stop, remove, list. One transient libvirt domain per running machine.
+"""Machine lifecycle: init, start, stop, remove, list. One QEMU per running machine, run by the
+machine's hypervisor driver (`drivers/`: libvirt or QEMU itself).
 
-A transient domain vanishes when the guest powers off or is destroyed, so a stopped machine
-holds no memory and nothing needs undefining. A domain left behind by a killed hostrt is
-still named `hostrt-<name>`: `list_machines` reports it and `remove_machine` destroys it.
+QEMU exits whenever the guest powers off or is stopped, so a stopped machine holds no memory.
+A libvirt domain left behind by a killed hostrt is still named after its machine:
+`list_machines` reports it as an orphan and `remove_machine` destroys it.
 """
 
 from __future__ import annotations
@@ -14,20 +15,21 @@ import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from backends.lightvm import keys, suspend
-from backends.lightvm.domain import BootFiles, SharedDir, render_domain
-from backends.lightvm.libvirt_conn import DOMAIN_PREFIX, domain_prefix, libvirt_uri, open_libvirt  # noqa: F401
+from backends.lightvm.domain import BootFiles, SharedDir
+from backends.lightvm.drivers import driver_for
+from backends.lightvm.libvirt_conn import domain_prefix  # noqa: F401 - machine names as libvirt domains
 from backends.lightvm.machine_dir import BootRecord, MachineDir, RunRecord, as_json, write_atomic
 from backends.lightvm.settings import GUEST_ARCH_FACTS, MachineSettings, VirtType
 from backends.lightvm.ssh import SshTarget, run, wait_ready
 from hostrt.errors import BackendUnavailableError, HostrtError, NotFoundError, UsageError
 
 if TYPE_CHECKING:
-    import libvirt
     import paramiko
 
+    from backends.lightvm.drivers import HypervisorDriver
     from backends.lightvm.guest_image import GuestImage
 
 # Time for a guest to accept SSH: TCG boots take 10-20 s for amd64, several times more for arm64.
@@ -48,6 +50,7 @@ class MachineStatus:
     state: str  # running, stopped, orphan (a domain without a machine directory)
     ssh_port: int | None
     virt_type: str | None
+    driver: str | None = None
 
 
 def machine_dir(root: Path, name: str) -> MachineDir:
@@ -103,22 +106,9 @@ def _free_loopback_port() -> int:
         return probe.getsockname()[1]
 
 
-def _find_domain(conn: "libvirt.virConnect", root: Path, name: str) -> "libvirt.virDomain | None":
-    import libvirt
-
-    try:
-        return conn.lookupByName(domain_prefix(root) + name)
-    except libvirt.libvirtError:
-        return None
-
-
-def _alive(domain: "libvirt.virDomain") -> bool:
-    import libvirt
-
-    try:
-        return bool(domain.isActive())
-    except libvirt.libvirtError:
-        return False
+def driver_of(machine: MachineDir) -> "HypervisorDriver":
+    """The driver the machine was created with (its settings say which)."""
+    return driver_for(machine.path.parent, machine.settings().driver)
 
 
 def ssh_target(machine: MachineDir) -> SshTarget:
@@ -132,15 +122,15 @@ def start_machine(root: Path, name: str, virt_type: VirtType) -> tuple[MachineDi
     """Boot the machine (if not running) and return an SSH session once the guest accepts one."""
     machine = existing(root, name)
     settings = machine.settings()
-    conn = open_libvirt()
-    domain = _find_domain(conn, root, name)
+    driver = driver_of(machine)
     record = machine.run_record()
-    if domain is not None and _alive(domain) and record is not None:
+    running = driver.alive(machine)
+    if running and record is not None:
         deadline = time.monotonic() + 30
-        return machine, wait_ready(ssh_target(machine), deadline, lambda: _alive(domain))
-    if domain is not None:
-        domain.destroy()  # a domain without a run record was left by a killed hostrt
-    resumed = _resume(machine, conn, root, name, virt_type)
+        return machine, wait_ready(ssh_target(machine), deadline, lambda: driver.alive(machine))
+    if running:
+        driver.destroy(machine)  # a guest without a run record was left by a killed hostrt
+    resumed = _resume(machine, driver, virt_type)
     if resumed is not None:
         return machine, resumed
     facts = GUEST_ARCH_FACTS[settings.arch]
@@ -155,24 +145,18 @@ def start_machine(root: Path, name: str, virt_type: VirtType) -> tuple[MachineDi
     boot = BootFiles(kernel=Path(machine.boot().kernel), initrd=boot_initrd(machine.initrd),
                      console_log=machine.console_log, emulator=Path(emulator))
     started = time.monotonic()
-    import libvirt
-
-    try:
-        shares = tuple(SharedDir(Path(path), f"share{index}") for index, path in enumerate(settings.shares)
-                       if Path(path).is_dir())
-        domain = conn.createXML(render_domain(settings, boot, virt_type, port, shares, domain_prefix(root) + name), 0)
-    except libvirt.libvirtError as err:
-        raise MachineError(f"machine {name} failed to start: {err.get_error_message()}") from err
+    shares = tuple(SharedDir(Path(path), f"share{index}") for index, path in enumerate(settings.shares)
+                   if Path(path).is_dir())
+    driver.boot(machine, settings, boot, virt_type, port, shares)
     timeout = READY_TIMEOUT[virt_type] * (ARM64_TCG_FACTOR if settings.arch == "arm64" and virt_type == "qemu" else 1)
     target = SshTarget(port=port, client_key=machine.client_key, host_key_line=machine.host_key_pub.read_text().strip())
     try:
-        client = wait_ready(target, started + timeout, lambda: _alive(domain), console=machine.console_log)
+        client = wait_ready(target, started + timeout, lambda: driver.alive(machine), console=machine.console_log)
     except Exception as err:
-        if _alive(domain):
-            domain.destroy()
+        driver.destroy(machine)
         raise MachineError(f"machine {name} did not become ready: {err}\n--- console ---\n{machine.console_tail()}") from err
     ready_seconds = time.monotonic() - started
-    machine.write_run_record(RunRecord(domain_uuid=domain.UUIDString(), virt_type=virt_type, ssh_port=port,
+    machine.write_run_record(RunRecord(driver=driver.name, virt_type=virt_type, ssh_port=port,
                                        started_at=time.time(), ready_seconds=ready_seconds))
     from backends.lightvm.start_stats import record_start
 
@@ -180,26 +164,24 @@ def start_machine(root: Path, name: str, virt_type: VirtType) -> tuple[MachineDi
     return machine, client
 
 
-def _resume(machine: MachineDir, conn: Any, root: Path, name: str, virt_type: str) -> "paramiko.SSHClient | None":
+def _resume(machine: MachineDir, driver: "HypervisorDriver", virt_type: str) -> "paramiko.SSHClient | None":
     """Restore the state saved at the last stop, if it fits; None means: boot afresh."""
-    state = suspend.saved(machine, virt_type)
+    state = suspend.saved(machine, virt_type, driver.name)
     if state is None:
         return None
     started = time.monotonic()
-    if not suspend.restore(machine, conn):
+    if not suspend.restore(machine, driver):
         return None
-    domain = _find_domain(conn, root, name)
     target = SshTarget(port=state.ssh_port, client_key=machine.client_key,
                        host_key_line=machine.host_key_pub.read_text().strip())
     try:
-        client = wait_ready(target, started + 60, lambda: domain is not None and _alive(domain))
+        client = wait_ready(target, started + 60, lambda: driver.alive(machine))
         suspend.resync_clock(client)
     except Exception:  # noqa: BLE001 - a state that does not come back is discarded already: boot
-        if domain is not None and _alive(domain):
-            domain.destroy()
+        driver.destroy(machine)
         return None
     ready_seconds = time.monotonic() - started
-    machine.write_run_record(RunRecord(domain_uuid=domain.UUIDString(), virt_type=virt_type, ssh_port=state.ssh_port,
+    machine.write_run_record(RunRecord(driver=driver.name, virt_type=virt_type, ssh_port=state.ssh_port,
                                        started_at=time.time(), ready_seconds=ready_seconds, resumed=True))
     from backends.lightvm.start_stats import record_start
 
@@ -214,9 +196,8 @@ def stop_machine(root: Path, name: str, grace: float = 15.0, save_state: bool = 
 
     machine = existing(root, name)
     stop_agent(machine.path)
-    conn = open_libvirt()
-    domain = _find_domain(conn, root, name)
-    was_running = domain is not None and _alive(domain)
+    driver = driver_of(machine)
+    was_running = driver.alive(machine)
     record = machine.run_record()
     if was_running and record is not None:
         from backends.lightvm.ssh import connect
@@ -228,41 +209,53 @@ def stop_machine(root: Path, name: str, grace: float = 15.0, save_state: bool = 
                 client.exec_command("poweroff")
             client.close()
             if idle:
-                if suspend.save(machine, domain, record.virt_type, record.ssh_port):
+                if suspend.save(machine, driver, record.virt_type, record.ssh_port):
                     machine.run_file.unlink(missing_ok=True)
                     return True
-                domain.destroy()  # quiesced and diskless: nothing is lost that poweroff would keep
+                driver.destroy(machine)  # quiesced and diskless: nothing is lost that poweroff would keep
         except Exception:
             pass  # the guest is unreachable: destroy below
         deadline = time.monotonic() + grace
-        while _alive(domain) and time.monotonic() < deadline:
+        while driver.alive(machine) and time.monotonic() < deadline:
             time.sleep(0.2)
-    if domain is not None and _alive(domain):
-        domain.destroy()
+    driver.destroy(machine)
     machine.run_file.unlink(missing_ok=True)
     return was_running
 
 
+def _libvirt_orphans(root: Path) -> list[str]:
+    """Machines under `root` with a libvirt domain, where a libvirtd is reachable (else none)."""
+    from backends.lightvm.drivers import libvirt_unreachable
+
+    if libvirt_unreachable() is not None:
+        return []
+    from backends.lightvm.drivers.libvirt_driver import LibvirtDriver
+
+    try:
+        return LibvirtDriver(root).orphans()
+    except BackendUnavailableError:
+        return []
+
+
 def remove_machine(root: Path, name: str) -> None:
-    """Destroy the machine's domain (even an orphan's) and delete its directory."""
-    conn = open_libvirt()
-    domain = _find_domain(conn, root, name)
-    if domain is not None and _alive(domain):
-        domain.destroy()
+    """Stop the machine's QEMU (even an orphaned domain's) and delete its directory."""
     target = machine_dir(root, name)
     from backends.lightvm.hostagent import stop_agent
 
-    stop_agent(target.path)
-    if not target.path.exists() and domain is None:
+    if target.settings_file.exists():
+        driver_of(target).destroy(target)
+    elif name in _libvirt_orphans(root):
+        from backends.lightvm.drivers.libvirt_driver import LibvirtDriver
+
+        LibvirtDriver(root).destroy(target)
+    elif not target.path.exists():
         raise NotFoundError(f"no such machine: {name}")
+    stop_agent(target.path)
     shutil.rmtree(target.path, ignore_errors=True)
 
 
 def list_machines(root: Path) -> list[MachineStatus]:
-    """Every machine directory, and every `hostrt-*` domain with no directory (an orphan)."""
-    conn = open_libvirt()
-    prefix = domain_prefix(root)
-    running = {d.name()[len(prefix):]: d for d in conn.listAllDomains() if d.name().startswith(prefix)}
+    """Every machine directory, and every libvirt domain of this root with no directory (an orphan)."""
     found: list[MachineStatus] = []
     names = sorted(p.name for p in root.iterdir() if not p.name.startswith(".")) if root.exists() else []
     for name in names:
@@ -271,14 +264,13 @@ def list_machines(root: Path) -> list[MachineStatus]:
             settings = machine.settings()
         except (OSError, ValueError):
             continue
-        domain = running.pop(name, None)
         record = machine.run_record()
-        alive = domain is not None and _alive(domain)
+        alive = driver_of(machine).alive(machine)
         found.append(MachineStatus(name=name, arch=settings.arch, state="running" if alive else "stopped",
                                    ssh_port=record.ssh_port if alive and record else None,
-                                   virt_type=record.virt_type if alive and record else None))
-    for name in sorted(running):
-        found.append(MachineStatus(name=name, arch=None, state="orphan", ssh_port=None, virt_type=None))
+                                   virt_type=record.virt_type if alive and record else None, driver=settings.driver))
+    for name in sorted(set(_libvirt_orphans(root)) - set(names)):
+        found.append(MachineStatus(name=name, arch=None, state="orphan", ssh_port=None, virt_type=None, driver="libvirt"))
     return found
 
 

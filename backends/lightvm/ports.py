@@ -44,7 +44,7 @@ def _free_port(kind: int) -> int:
         return probe.getsockname()[1]
 
 
-def plan(container_dir: Path, domain: str, publish: list[dict]) -> list[dict]:
+def plan(container_dir: Path, machine: Path, publish: list[dict]) -> list[dict]:
     """Fix each `-p` to 127.0.0.1 and a host port; the ports the guest must listen on."""
     ports = []
     for spec in publish:
@@ -53,7 +53,7 @@ def plan(container_dir: Path, domain: str, publish: list[dict]) -> list[dict]:
         kind = socket.SOCK_STREAM if spec["protocol"] == "tcp" else socket.SOCK_DGRAM
         ports.append({**spec, "host_ip": LOOPBACK, "host_port": spec["host_port"] or _free_port(kind)})
     if ports:
-        _save(container_dir, {"domain": domain, "ports": ports, "up": []})
+        _save(container_dir, {"machine": str(machine), "ports": ports, "up": []})
     return ports
 
 
@@ -74,18 +74,17 @@ def _rule(port: dict) -> str:
     return f"{port['protocol']}:{LOOPBACK}:{port['host_port']}"
 
 
-def _hmp(domain: str, command: str) -> str:
-    """One HMP command on the machine's QEMU; its output ("" when all went well)."""
-    import libvirt
-    import libvirt_qemu
+def _hmp(machine: str, command: str) -> str:
+    """One HMP command on the machine's QEMU, through its driver; its output ("" when all went well)."""
+    from backends.lightvm.machine_dir import MachineDir
+    from backends.lightvm.machines import driver_of
 
-    from backends.lightvm.libvirt_conn import open_libvirt
-
+    found = MachineDir(Path(machine))
     try:
-        found = open_libvirt().lookupByName(domain)
-        return libvirt_qemu.qemuMonitorCommand(found, command, libvirt_qemu.VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP).strip()
-    except libvirt.libvirtError as err:
-        raise PortForwardError(f"cannot forward ports into machine {domain}: {err.get_error_message()}") from None
+        driver = driver_of(found)
+    except (OSError, ValueError):
+        raise PortForwardError(f"cannot forward ports into machine {found.name}: it no longer exists") from None
+    return driver.monitor(found, command)
 
 
 def open_forwards(container_dir: Path) -> None:
@@ -102,7 +101,7 @@ def open_forwards(container_dir: Path) -> None:
         _save(container_dir, state)  # before QEMU holds it
         failure = None
         try:
-            output = _hmp(state["domain"], f"hostfwd_add {NET_ID} {_rule(port)}-{GUEST_ADDRESS}:{port['host_port']}")
+            output = _hmp(state["machine"], f"hostfwd_add {NET_ID} {_rule(port)}-{GUEST_ADDRESS}:{port['host_port']}")
             if output:
                 failure = PortForwardError(f"cannot publish {LOOPBACK}:{port['host_port']}/{port['protocol']}: "
                                            f"the port is taken on the host ({output.splitlines()[0]})")
@@ -123,11 +122,11 @@ def close_forwards(container_dir: Path) -> bool:
 
     state = _load(container_dir)
     (container_dir / PUBLISHED_FILE).unlink(missing_ok=True)
-    if state is None or not state["up"]:
+    if state is None or not state["up"] or "machine" not in state:
         return False
     for port in state["up"]:
         try:  # "not found" for a port whose add failed, or once the machine restarted; fine
-            _hmp(state["domain"], f"hostfwd_remove {NET_ID} {_rule(port)}")
+            _hmp(state["machine"], f"hostfwd_remove {NET_ID} {_rule(port)}")
         except PortForwardError:
             break  # the machine is gone, and its forwards with it
     _save(container_dir, {**state, "up": []})

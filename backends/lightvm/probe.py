@@ -23,6 +23,7 @@ _CANDIDATES: dict[str, AcceleratorName] = {"linux": "kvm", "darwin": "hvf", "win
 _BOOT: dict[str, tuple[str, str]] = {"amd64": ("q35", "ttyS0"), "arm64": ("virt", "ttyAMA0")}
 PROOF = b"Unable to mount root fs"
 DEFAULT_TIME_LIMIT = 20.0
+EMULATOR_MISSING = "no emulator"
 
 
 def probe_command(emulator: str, accelerator: str, arch: str, kernel: Path) -> list[str]:
@@ -69,7 +70,8 @@ def probe_accelerator(host_os: str, host_arch: str, kernel: Path, time_limit: fl
     if candidate == "kvm" and not Path("/dev/kvm").exists():
         return AcceleratorVerdict(accelerator="tcg", reason="/dev/kvm does not exist: guests run under TCG")
     if shutil.which(emulator) is None:
-        return AcceleratorVerdict(accelerator="tcg", candidate=candidate, reason=f"{emulator} not found: cannot probe {candidate}")
+        return AcceleratorVerdict(accelerator="tcg", candidate=candidate,
+                                  reason=f"{EMULATOR_MISSING}: {emulator} not found, cannot probe {candidate}")
     proved, seconds = _boots(probe_command(emulator, candidate, host_arch, kernel), time_limit)
     if proved:
         return AcceleratorVerdict(
@@ -95,5 +97,9 @@ def resolve_virt_type(host_os: str, host_arch: str, guest_arch: str, kernel: Pat
     verdict = read_verdict(cache_dir, host_os, kernel_release, host_arch)
     if verdict is None:
         verdict = probe_accelerator(host_os, host_arch, kernel)
-        write_verdict(cache_dir, CachedVerdict(host_os=host_os, kernel=kernel_release, architecture=host_arch, verdict=verdict))
-    return verdict.accelerator if verdict.accelerator in ("kvm", "hvf") else "qemu"
+        if not verdict.reason.startswith(EMULATOR_MISSING):  # installing QEMU changes that answer
+            write_verdict(cache_dir, CachedVerdict(host_os=host_os, kernel=kernel_release, architecture=host_arch,
+                                                   verdict=verdict))
+    from backends.lightvm.drivers.qemu_command import accelerator_for
+
+    return accelerator_for(host_os, host_arch, guest_arch, verdict.accelerator)

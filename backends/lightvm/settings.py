@@ -40,6 +40,9 @@ class MachineSettings(BaseModel):
     # A machine with no command and no running container for this long is stopped by its host
     # agent, which gives its memory back; 0 keeps it up until `machine stop`.
     idle_timeout_s: int = Field(default=1800, ge=0)
+    # What runs the machine's QEMU (backends/lightvm/drivers); machines made before there was a
+    # choice were libvirt's.
+    driver: Literal["libvirt", "qemu"] = "libvirt"
 
     @field_validator("shares")
     @classmethod

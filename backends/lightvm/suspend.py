@@ -13,9 +13,12 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from backends.lightvm.machine_dir import MachineDir, SavedRecord, as_json, write_atomic
+
+if TYPE_CHECKING:
+    from backends.lightvm.drivers import HypervisorDriver
 
 # Prints the directory of every container whose init is alive and has not ended (no exit file).
 RUNNING_CONTAINERS = ("for f in /var/lib/hostrt-guest/containers/*/init.pid; do d=${f%/init.pid}; "
@@ -36,16 +39,12 @@ def quiesce(client: Any) -> bool:
     return code == 0 and out.strip() == b"idle"
 
 
-def save(machine: MachineDir, domain: Any, virt_type: str, ssh_port: int) -> bool:
-    """Save the (quiesced) guest into the machine's directory; the domain is gone afterwards."""
-    import libvirt
-
+def save(machine: MachineDir, driver: "HypervisorDriver", virt_type: str, ssh_port: int) -> bool:
+    """Save the (quiesced) guest into the machine's directory; its QEMU is gone afterwards."""
     boot = machine.boot()
     record = SavedRecord(virt_type=virt_type, ssh_port=ssh_port, recipe_hash=boot.recipe_hash, kernel=boot.kernel,
-                         settings=machine.settings_file.read_text(), saved_at=time.time())
-    try:
-        domain.save(str(machine.saved_state))
-    except libvirt.libvirtError:
+                         settings=machine.settings_file.read_text(), saved_at=time.time(), driver=driver.name)
+    if not driver.save(machine):
         discard(machine)
         return False
     os.chmod(machine.saved_state, 0o600)
@@ -53,7 +52,7 @@ def save(machine: MachineDir, domain: Any, virt_type: str, ssh_port: int) -> boo
     return True
 
 
-def saved(machine: MachineDir, virt_type: str) -> SavedRecord | None:
+def saved(machine: MachineDir, virt_type: str, driver: str) -> SavedRecord | None:
     """The saved state's record if it can be restored as this machine now is; else discard it."""
     try:
         record = SavedRecord.model_validate_json(machine.saved_file.read_text())
@@ -61,23 +60,19 @@ def saved(machine: MachineDir, virt_type: str) -> SavedRecord | None:
         discard(machine)
         return None
     boot = machine.boot()
-    current = (virt_type, boot.recipe_hash, boot.kernel, machine.settings_file.read_text())
-    if (record.virt_type, record.recipe_hash, record.kernel, record.settings) != current \
+    current = (virt_type, boot.recipe_hash, boot.kernel, machine.settings_file.read_text(), driver)
+    if (record.virt_type, record.recipe_hash, record.kernel, record.settings, record.driver) != current \
             or not machine.saved_state.exists():
         discard(machine)
         return None
     return record
 
 
-def restore(machine: MachineDir, conn: Any) -> bool:
-    """Bring the saved guest back (its SSH forward is the saved one); the state is used up."""
-    import libvirt
-
+def restore(machine: MachineDir, driver: "HypervisorDriver") -> bool:
+    """Bring the saved guest back (its SSH forward is the saved one); the state is used up.
+    False (e.g. the saved SSH port is taken now) means: the caller boots afresh."""
     try:
-        conn.restore(str(machine.saved_state))
-        return True
-    except libvirt.libvirtError:
-        return False  # e.g. the saved SSH port is taken now: the caller boots afresh
+        return driver.restore(machine)
     finally:
         discard(machine)
 

@@ -137,12 +137,14 @@ class LightVMBackend:
         return GuestError(f"lost the connection to machine {name}: {lost}\n--- console ---\n{tail}")
 
     def _create_machine(self, name: str, arch: str) -> None:
+        from backends.lightvm.drivers import choose_driver
         from backends.lightvm.guest_source import guest_for
         from backends.lightvm.machines import init_machine
         from backends.lightvm.settings import MachineSettings, default_shares
 
-        print(f"hostrt: creating machine {name} ({arch})", file=sys.stderr)
-        settings = MachineSettings(name=name, arch=arch, shares=default_shares())
+        driver, _why = choose_driver()
+        print(f"hostrt: creating machine {name} ({arch}, driver {driver})", file=sys.stderr)
+        settings = MachineSettings(name=name, arch=arch, shares=default_shares(), driver=driver)
         init_machine(self.paths.machines, settings, guest_for(self.paths, arch))
 
     def _boot(self, name: str, arch: str, machine: Any) -> None:
@@ -215,10 +217,9 @@ class LightVMBackend:
         if not record.options.publish:
             return []
         from backends.lightvm import ports
-        from backends.lightvm.libvirt_conn import domain_prefix
 
-        domain = domain_prefix(self.paths.machines) + (record.machine or "")
-        return ports.plan(self.paths.containers / record.id, domain, record.options.publish)
+        return ports.plan(self.paths.containers / record.id, self.paths.machines / (record.machine or ""),
+                          record.options.publish)
 
     def _reached_before_forwards(self, record: ContainerRecord) -> None:
         """Forwards are made in the machine's QEMU: with ports to publish, make sure first that the

@@ -1,0 +1,99 @@
+"""The QEMU command line of a machine the QEMU driver starts: a pure function of its inputs,
+so every (host OS, host arch, guest arch, accelerator) has a golden test.
+
+The guest is the one the libvirt driver's domain describes (`domain.py`): direct kernel boot,
+serial console to a file, user-mode network with SSH forwarded from 127.0.0.1, a virtio RNG,
+shares over 9p, and every guest exit ends QEMU (`-no-reboot`, `panic=-1`).
+
+Accelerators (the probe decides whether the host's one works; a guest of another
+architecture is always emulated): kvm on Linux, hvf on macOS, whpx on Windows, each with
+the host's CPU model where the accelerator passes it through; TCG otherwise, with the
+emulated CPU that boots fastest.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from backends.lightvm.settings import GUEST_ARCH_FACTS, VirtType
+
+NET_ID = "hostrt0"
+# -accel values per verdict; WHPX's in-kernel interrupt controller breaks Linux guests on many builds.
+_ACCEL = {"kvm": "kvm", "hvf": "hvf", "whpx": "whpx,kernel-irqchip=off", "qemu": "tcg"}
+# The guest CPU per (guest arch, accelerator); absent: QEMU's default model.
+_CPU = {("amd64", "kvm"): "host", ("amd64", "hvf"): "host", ("arm64", "kvm"): "host", ("arm64", "hvf"): "host",
+        ("arm64", "qemu"): "cortex-a57"}  # plain `max` boots several times slower under TCG
+
+
+@dataclass(frozen=True)
+class QemuShare:
+    """A host directory exported over 9p under `tag`."""
+
+    source: str
+    tag: str
+    readonly: bool = False
+
+
+@dataclass(frozen=True)
+class QemuLaunch:
+    """Everything the command line depends on; paths as the host OS spells them."""
+
+    emulator: str
+    name: str  # shown by `ps` as guest=NAME, as libvirt names its QEMUs
+    guest_arch: str
+    virt_type: VirtType
+    memory_mib: int
+    cpus: int
+    kernel: str
+    initrd: str
+    console_log: str
+    ssh_port: int
+    qmp: str  # a QEMU chardev address: unix:PATH or tcp:127.0.0.1:PORT
+    shares: tuple[QemuShare, ...] = ()
+
+
+def option_value(text: str) -> str:
+    """`text` inside a QEMU `key=value,...` option: a comma is doubled, so a path cannot add options."""
+    return text.replace(",", ",,")
+
+
+def accelerator_for(host_os: str, host_arch: str, guest_arch: str, verdict: str) -> VirtType:
+    """The accelerator a guest runs under: the host's proven one for a guest of its own
+    architecture, TCG (`qemu`, as libvirt calls it) for anything else."""
+    expected = {"linux": "kvm", "darwin": "hvf", "windows": "whpx"}.get(host_os)
+    if guest_arch != host_arch or verdict != expected:
+        return "qemu"
+    return verdict  # type: ignore[return-value]
+
+
+def qemu_argv(launch: QemuLaunch) -> list[str]:
+    """The whole command line, without how the process is detached (the driver adds that)."""
+    facts = GUEST_ARCH_FACTS[launch.guest_arch]
+    argv = [launch.emulator, "-name", f"guest={option_value(launch.name)},debug-threads=on", "-nodefaults", "-no-user-config",
+            "-display", "none", "-no-reboot", "-M", facts["machine"], "-accel", _ACCEL[launch.virt_type]]
+    cpu = _CPU.get((launch.guest_arch, launch.virt_type))
+    if cpu:
+        argv += ["-cpu", cpu]
+    argv += ["-m", str(launch.memory_mib), "-smp", str(launch.cpus),
+             "-kernel", launch.kernel, "-initrd", launch.initrd,
+             "-append", f"console={facts['console']} quiet panic=-1",
+             "-chardev", f"file,id=console,path={option_value(launch.console_log)}", "-serial", "chardev:console",
+             "-chardev", f"socket,id=qmp,{_qmp_address(launch.qmp)},server=on,wait=off", "-mon", "chardev=qmp,mode=control",
+             "-netdev", f"user,id={NET_ID},hostfwd=tcp:127.0.0.1:{launch.ssh_port}-:22",
+             "-device", f"virtio-net-pci,netdev={NET_ID},romfile=",  # no option ROM: nothing boots from it
+             "-device", "virtio-rng-pci"]  # without it the guest's SSH server waits for entropy at boot
+    for index, share in enumerate(launch.shares):
+        readonly = ",readonly=on" if share.readonly else ""
+        argv += ["-fsdev", f"local,id=fs{index},path={option_value(share.source)},security_model=passthrough{readonly}",
+                 "-device", f"virtio-9p-pci,fsdev=fs{index},mount_tag={option_value(share.tag)}"]
+    return argv
+
+
+def _qmp_address(qmp: str) -> str:
+    kind, _, where = qmp.partition(":")
+    if kind == "unix":
+        return f"path={option_value(where)}"
+    host, _, port = where.rpartition(":")
+    if kind != "tcp" or host != "127.0.0.1" or not port.isdigit():
+        raise ValueError(f"QMP address {qmp!r}: use unix:PATH or tcp:127.0.0.1:PORT")
+    return f"host={host},port={port}"
