@@ -34,10 +34,16 @@ class QemuShare:
     readonly: bool = False
 
 
+# QEMU's seccomp filter, as libvirt sets it: no exec, no setuid, no resource-limit or scheduler
+# changes, no obsolete syscalls. Linux only (QEMU has no sandbox elsewhere).
+SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+
+
 @dataclass(frozen=True)
 class QemuLaunch:
     """Everything the command line depends on; paths as the host OS spells them."""
 
+    host_os: str
     emulator: str
     name: str  # shown by `ps` as guest=NAME, as libvirt names its QEMUs
     guest_arch: str
@@ -92,6 +98,8 @@ def qemu_argv(launch: QemuLaunch) -> list[str]:
         readonly = ",readonly=on" if share.readonly else ""
         argv += ["-fsdev", f"local,id=fs{index},path={option_value(share.source)},security_model=passthrough{readonly}",
                  "-device", f"virtio-9p-pci,fsdev=fs{index},mount_tag={option_value(share.tag)}"]
+    if launch.host_os == "linux":
+        argv += ["-sandbox", SANDBOX]
     return argv
 
 
