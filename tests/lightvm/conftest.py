@@ -39,12 +39,18 @@ def extract_payload(tar: "tarfile.TarFile", dest: Path) -> None:
 
 
 READY_LINE = b"hostrt-guest: ready"
-# What every test that runs machines through libvirt is marked with (real libvirtd, as root).
+# What every test that runs machines is marked with (as root: the suite's engine roots are root's).
 MACHINE_TESTS = [
     pytest.mark.slow,
     pytest.mark.root,
-    pytest.mark.skipif(os.geteuid() != 0, reason="machines are run through libvirt's system daemon as root"),
-    pytest.mark.skipif(not Path("/run/libvirt/libvirt-sock").exists(), reason="libvirtd is not running (ci/services starts it)"),
+    pytest.mark.skipif(os.geteuid() != 0, reason="the machine tests run hostrt as root"),
+]
+# Each machine test module runs once per hypervisor driver: libvirt's, and QEMU started by
+# hostrt itself (what macOS and Windows use), both for real here.
+DRIVERS = [
+    pytest.param("libvirt", id="libvirt", marks=pytest.mark.skipif(
+        not Path("/run/libvirt/libvirt-sock").exists(), reason="libvirtd is not running (ci/services starts it)")),
+    pytest.param("qemu", id="qemu"),
 ]
 QEMU = {
     "amd64": ["qemu-system-x86_64", "-M", "q35", "-accel", "tcg"],
@@ -195,19 +201,35 @@ def boot_guest(tmp_path: Path) -> Iterator[object]:
             guest.process.wait()
 
 
-def machine_root(tmp_path_factory: pytest.TempPathFactory, guest_cache: Path, name: str) -> Iterator["Hostrt"]:
-    """A hostrt root for one test module: the session's guest images, busybox built, and every
-    machine it made removed at the end (module fixtures keep machines warm between tests)."""
+def machine_root(tmp_path_factory: pytest.TempPathFactory, guest_cache: Path, name: str,
+                 driver: str) -> Iterator["Hostrt"]:
+    """A hostrt root for one test module whose machines run under `driver`: the session's guest
+    images, busybox built, and every machine it made removed at the end (module fixtures keep
+    machines warm between tests)."""
     import json
     import sys
 
     from tests.engine.conftest import REPO, Hostrt
 
-    root = tmp_path_factory.mktemp(name)
+    root = tmp_path_factory.mktemp(f"{name}-{driver}")
     (root / "cache").mkdir()
     (root / "cache" / "guest").symlink_to(guest_cache)  # guest images built once per session
     hostrt = Hostrt(root, str(Path(sys.executable).with_name("hostrt-runtime")))
+    hostrt.env["HOSTRT_MACHINE_DRIVER"] = driver
     hostrt.ok("image", "build", str(REPO / "images" / "busybox"), timeout=600)
     yield hostrt
     for machine in json.loads(hostrt("machine", "ls", "--format", "json").stdout or "[]"):
         hostrt("machine", "rm", machine["name"], timeout=120)
+
+
+def kill_guest(hostrt: "Hostrt", machine: str = "default") -> None:
+    """Kill a running machine's QEMU from outside hostrt, as a crash or an OOM killer would."""
+    import json
+    import signal
+    import subprocess
+
+    facts = json.loads(hostrt.ok("machine", "inspect", machine))
+    if facts["driver"] == "libvirt":
+        subprocess.run(["virsh", "-c", "qemu:///system", "destroy", facts["domain"]], check=True, capture_output=True)
+    else:
+        os.kill(int(facts["hypervisor"]["pid"]), signal.SIGKILL)

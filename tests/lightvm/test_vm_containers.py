@@ -1,5 +1,5 @@
-"""Containers in a real machine (libvirt + QEMU under the probed accelerator, TCG here), end to end
-through the CLI. One hostrt root for the module, so its machines stay warm between tests."""
+"""Containers in a real machine (under each hypervisor driver, QEMU under the probed accelerator,
+TCG here), end to end through the CLI. One hostrt root for the module, so its machines stay warm between tests."""
 
 from __future__ import annotations
 
@@ -17,16 +17,17 @@ from pathlib import Path
 import pytest
 
 from tests.engine.conftest import Hostrt
-from tests.lightvm.conftest import MACHINE_TESTS, machine_root
+from tests.lightvm.conftest import DRIVERS, MACHINE_TESTS, kill_guest, machine_root
 from tests.network.conftest import free_port, http_get
 
 pytestmark = MACHINE_TESTS
 
 
-@pytest.fixture(scope="module")
-def vm_hostrt(tmp_path_factory: pytest.TempPathFactory, guest_cache: Path, apt_arch) -> Iterator[Hostrt]:  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module", params=DRIVERS)
+def vm_hostrt(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, guest_cache: Path,
+              apt_arch) -> Iterator[Hostrt]:  # type: ignore[no-untyped-def]
     apt_arch("arm64")
-    yield from machine_root(tmp_path_factory, guest_cache, "vm-root")
+    yield from machine_root(tmp_path_factory, guest_cache, "vm-root", request.param)
 
 
 def test_run_in_vm_reports_the_guest_kernel(vm_hostrt: Hostrt) -> None:
@@ -36,7 +37,8 @@ def test_run_in_vm_reports_the_guest_kernel(vm_hostrt: Hostrt) -> None:
     assert arch == "x86_64"
     assert release != os.uname().release, "the container ran on the guest's kernel, not the host's"
     machines = json.loads(vm_hostrt.ok("machine", "ls", "--format", "json"))
-    assert [(m["name"], m["state"]) for m in machines] == [("default", "running")]
+    assert [(m["name"], m["state"], m["driver"]) for m in machines] == [
+        ("default", "running", vm_hostrt.env["HOSTRT_MACHINE_DRIVER"])]
 
 
 def test_exit_codes_streams_and_stdin(vm_hostrt: Hostrt) -> None:
@@ -72,8 +74,7 @@ def test_arm64_image_runs_in_an_arm64_machine_without_asking(vm_hostrt: Hostrt) 
 
 def test_a_killed_guest_is_a_clear_error(vm_hostrt: Hostrt) -> None:
     vm_hostrt.ok("run", "--backend", "lightvm", "--rm", "busybox", "true", timeout=900)  # the machine is up
-    uuid = json.loads(vm_hostrt.ok("machine", "inspect", "default"))["running"]["domain_uuid"]
-    subprocess.run(["virsh", "-c", "qemu:///system", "destroy", uuid], check=True, capture_output=True)
+    kill_guest(vm_hostrt)
     done = vm_hostrt("machine", "ssh", "default", "--", "true")
     assert done.returncode == 125
     assert done.stderr.startswith("hostrt: error: ") and "Traceback" not in done.stderr
@@ -192,12 +193,11 @@ def test_attached_run_publishes_a_chosen_port_while_it_runs(vm_hostrt: Hostrt) -
 
 def test_a_guest_killed_during_a_run_is_a_clear_error_with_its_console(vm_hostrt: Hostrt) -> None:
     vm_hostrt.ok("run", "--backend", "lightvm", "--rm", "busybox", "true", timeout=900)  # the machine is up
-    uuid = json.loads(vm_hostrt.ok("machine", "inspect", "default"))["running"]["domain_uuid"]
     running = subprocess.Popen([sys.executable, "-m", "hostrt", "run", "--backend", "lightvm", "--rm", "busybox", "sh",
                                 "-c", "echo started; sleep 120"], env=vm_hostrt.env, stdout=subprocess.PIPE,
                                stderr=subprocess.PIPE, stdin=subprocess.DEVNULL, text=True)
     assert running.stdout is not None and running.stdout.readline() == "started\n"
-    subprocess.run(["virsh", "-c", "qemu:///system", "destroy", uuid], check=True, capture_output=True)
+    kill_guest(vm_hostrt)
     _out, err = running.communicate(timeout=120)
     assert running.returncode == 125, err
     assert err.startswith("hostrt: error: lost the connection to machine default") and "Traceback" not in err
@@ -290,7 +290,41 @@ def test_an_idle_machine_stops_itself(vm_hostrt: Hostrt) -> None:
         time.sleep(1)
     states = {m["name"]: m["state"] for m in json.loads(vm_hostrt.ok("machine", "ls", "--format", "json"))}
     assert states["idler"] == "stopped"
-    assert json.loads(vm_hostrt.ok("machine", "inspect", "idler"))["saved"] is not None, "idle: saved, not lost"
+    facts = json.loads(vm_hostrt.ok("machine", "inspect", "idler"))
+    assert facts["saved"] is not None, "idle: saved, not lost"
+    assert _qemu_processes(facts["domain"]) == [], "a stopped machine holds no QEMU"
+    vm_hostrt.ok("machine", "start", "idler", timeout=900)  # resumed from the saved state
+    assert len(_qemu_processes(facts["domain"])) == 1
+    vm_hostrt.ok("machine", "rm", "idler", timeout=120)
+    assert _qemu_processes(facts["domain"]) == [] and not Path(facts["path"]).exists()
+
+
+def _qemu_processes(domain: str) -> list[int]:
+    """Pids of the QEMUs running a machine, found by the guest name either driver gives them."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        try:
+            if entry.name.isdigit() and f"guest={domain},".encode() in (entry / "cmdline").read_bytes():
+                found.append(int(entry.name))
+        except OSError:
+            continue
+    return found
+
+
+def test_a_machine_qemu_is_detached_and_its_monitor_private(vm_hostrt: Hostrt) -> None:
+    """QEMU outlives the command that started it (not its child), and whatever controls it (the
+    QEMU driver's QMP socket, libvirt's own) is not reachable by other users."""
+    vm_hostrt.ok("run", "--backend", "lightvm", "--rm", "busybox", "true", timeout=900)
+    facts = json.loads(vm_hostrt.ok("machine", "inspect", "default"))
+    [pid] = _qemu_processes(facts["domain"])
+    parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
+    assert "hostrt" not in Path(f"/proc/{parent}/cmdline").read_bytes().decode(errors="replace")
+    machine = Path(facts["path"])
+    assert machine.stat().st_mode & 0o777 == 0o700
+    if facts["driver"] == "qemu":
+        assert int(facts["hypervisor"]["pid"]) == pid
+        assert facts["hypervisor"]["qmp"] == "unix:qmp.sock" and (machine / "qmp.sock").is_socket()
+        assert (machine / "console.log").stat().st_size > 0, "the serial console goes to a file"
 
 
 def test_workdir_on_a_descriptor_stays_in_the_vm_container(vm_hostrt: Hostrt) -> None:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.engine.conftest import Hostrt
-from tests.lightvm.conftest import MACHINE_TESTS, machine_root
+from tests.lightvm.conftest import DRIVERS, MACHINE_TESTS, machine_root
 
 pytestmark = [
     *MACHINE_TESTS,
@@ -24,10 +24,11 @@ ONLY_AMD64 = ["sh", "-c", "uname -m; test $(uname -m) = x86_64"]
 TWO_CELLS = ["--platform", "linux/amd64,linux/arm64"]
 
 
-@pytest.fixture(scope="module")
-def matrix_hostrt(tmp_path_factory: pytest.TempPathFactory, guest_cache: Path, apt_arch) -> Iterator[Hostrt]:  # type: ignore[no-untyped-def]
+@pytest.fixture(scope="module", params=DRIVERS)
+def matrix_hostrt(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, guest_cache: Path,
+                  apt_arch) -> Iterator[Hostrt]:  # type: ignore[no-untyped-def]
     apt_arch("arm64")
-    yield from machine_root(tmp_path_factory, guest_cache, "matrix-root")
+    yield from machine_root(tmp_path_factory, guest_cache, "matrix-root", request.param)
 
 
 def test_two_cells_one_failing_as_json(matrix_hostrt: Hostrt) -> None:

@@ -48,7 +48,7 @@ class QemuLaunch:
     initrd: str
     console_log: str
     ssh_port: int
-    qmp: str  # a QEMU chardev address: unix:PATH or tcp:127.0.0.1:PORT
+    qmp: str  # unix:PATH (relative to the machine directory) or, on Windows, pipe:NAME
     shares: tuple[QemuShare, ...] = ()
 
 
@@ -57,13 +57,19 @@ def option_value(text: str) -> str:
     return text.replace(",", ",,")
 
 
+# The hardware accelerator QEMU offers per (host OS, host arch): WHPX runs x86 guests only.
+HOST_ACCELERATORS: dict[tuple[str, str], VirtType] = {
+    ("linux", "amd64"): "kvm", ("linux", "arm64"): "kvm", ("darwin", "amd64"): "hvf", ("darwin", "arm64"): "hvf",
+    ("windows", "amd64"): "whpx"}
+
+
 def accelerator_for(host_os: str, host_arch: str, guest_arch: str, verdict: str) -> VirtType:
-    """The accelerator a guest runs under: the host's proven one for a guest of its own
-    architecture, TCG (`qemu`, as libvirt calls it) for anything else."""
-    expected = {"linux": "kvm", "darwin": "hvf", "windows": "whpx"}.get(host_os)
-    if guest_arch != host_arch or verdict != expected:
+    """The accelerator a guest runs under: the host's, when the probe proved it, for a guest of
+    the host's architecture; TCG (`qemu`, as libvirt calls it) for anything else."""
+    expected = HOST_ACCELERATORS.get((host_os, host_arch))
+    if guest_arch != host_arch or expected is None or verdict != expected:
         return "qemu"
-    return verdict  # type: ignore[return-value]
+    return expected
 
 
 def qemu_argv(launch: QemuLaunch) -> list[str]:
@@ -78,7 +84,7 @@ def qemu_argv(launch: QemuLaunch) -> list[str]:
              "-kernel", launch.kernel, "-initrd", launch.initrd,
              "-append", f"console={facts['console']} quiet panic=-1",
              "-chardev", f"file,id=console,path={option_value(launch.console_log)}", "-serial", "chardev:console",
-             "-chardev", f"socket,id=qmp,{_qmp_address(launch.qmp)},server=on,wait=off", "-mon", "chardev=qmp,mode=control",
+             "-chardev", _qmp_chardev(launch.qmp), "-mon", "chardev=qmp,mode=control",
              "-netdev", f"user,id={NET_ID},hostfwd=tcp:127.0.0.1:{launch.ssh_port}-:22",
              "-device", f"virtio-net-pci,netdev={NET_ID},romfile=",  # no option ROM: nothing boots from it
              "-device", "virtio-rng-pci"]  # without it the guest's SSH server waits for entropy at boot
@@ -89,11 +95,12 @@ def qemu_argv(launch: QemuLaunch) -> list[str]:
     return argv
 
 
-def _qmp_address(qmp: str) -> str:
+def _qmp_chardev(qmp: str) -> str:
+    """QMP on a unix socket (private in the machine directory), or on Windows a named pipe, which
+    only its creator can write: never on TCP, where any local user could drive the VM."""
     kind, _, where = qmp.partition(":")
     if kind == "unix":
-        return f"path={option_value(where)}"
-    host, _, port = where.rpartition(":")
-    if kind != "tcp" or host != "127.0.0.1" or not port.isdigit():
-        raise ValueError(f"QMP address {qmp!r}: use unix:PATH or tcp:127.0.0.1:PORT")
-    return f"host={host},port={port}"
+        return f"socket,id=qmp,path={option_value(where)},server=on,wait=off"
+    if kind == "pipe":
+        return f"pipe,id=qmp,path={option_value(where)}"
+    raise ValueError(f"QMP address {qmp!r}: use unix:PATH or pipe:NAME")
