@@ -42,12 +42,13 @@ def init(
     from backends.lightvm.guest_source import guest_for
     from backends.lightvm.machines import init_machine
     from backends.lightvm.settings import MachineSettings, default_shares
+    from hostrt import host_paths
     from hostrt.errors import UsageError
 
     guest_arch = ImagePlatform.parse(f"linux/{arch}").architecture if arch else detect_host().architecture
     chosen, _why = choose_driver(driver)
     try:
-        shares = [os.path.realpath(s) for s in share] if share else default_shares()
+        shares = [host_paths.resolved(s) for s in share] if share else default_shares()
         settings = MachineSettings(name=name, arch=guest_arch, cpus=cpus, memory_mib=memory, shares=shares,  # type: ignore[arg-type]
                                    idle_timeout_s=idle_timeout, driver=chosen)
     except ValidationError as err:
