@@ -37,7 +37,7 @@ RUNTIME_LAUNCHER = '#!/bin/sh\nPYTHONPATH="$(dirname "$0")" exec python3 -S -m b
 @lru_cache(maxsize=1)
 def payload() -> tuple[str, bytes]:
     """(version hash, tar bytes) of everything the guest needs; computed once per process."""
-    files = sorted({*GUEST_MODULES, *(str(p.relative_to(REPO)) for p in (REPO / "backends" / "linux_native").rglob("*.py"))})
+    files = sorted({*GUEST_MODULES, *(p.relative_to(REPO).as_posix() for p in (REPO / "backends" / "linux_native").rglob("*.py"))})
     digest = hashlib.sha256()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
