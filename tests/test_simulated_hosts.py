@@ -10,6 +10,7 @@ artifact. Linux-only: the simulation bends a Linux Python.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import textwrap
@@ -196,6 +197,21 @@ def test_version_and_info(host: SimulatedHost) -> None:
     assert text.returncode == 0 and f"OS/Arch:          {profile.host_os}/{profile.arch}" in text.stdout
 
 
+def test_default_roots_are_the_users(host: SimulatedHost) -> None:
+    """Without HOSTRT_ROOT: data under the user's home (XDG's place; LOCALAPPDATA on Windows),
+    state under the user's temp directory, both made on first use."""
+    del host.env["HOSTRT_ROOT"]
+    done = host.run("info", "--format", "json")
+    assert done.returncode == 0, done.stderr
+    report = json.loads(done.stdout)
+    home = Path(host.env["HOME"])
+    expected = home / "AppData" / "Local" / "hostrt" if host.profile.windows else home / ".local" / "share" / "hostrt"
+    assert report["root"] == str(expected)
+    temp = host.env["TMPDIR"].rstrip("/")
+    assert report["run_root"] == (f"{temp}/hostrt" if host.profile.windows else f"{temp}/hostrt-{os.getuid()}")
+    assert host.run("images").returncode == 0 and (expected / "store" / "index.json").is_file()
+
+
 def test_pull_images_and_explain(host: SimulatedHost, published: dict[str, str]) -> None:
     profile = host.profile
     done = host.run("pull", published["app"])
@@ -239,7 +255,9 @@ def test_machine_init_and_ls(host: SimulatedHost, published: dict[str, str]) -> 
     inspected = json.loads(host.run("machine", "inspect", "default").stdout)
     shares = inspected["settings"]["shares"]
     assert shares[0] == str(Path(host.env["HOME"]).resolve())
-    if not profile.windows:  # $TMPDIR is a link, as /var/folders is: the share is where it leads
+    if profile.windows:
+        assert shares[1] == host.env["TEMP"]
+    else:  # $TMPDIR is a link, as /var/folders is: the share is where it leads
         assert shares[1] == str(host.base / "private" / "tmp")
     rows = host.run("machine", "ls").stdout.splitlines()
     assert rows[1].split()[:4] == ["default", profile.arch, "stopped", "qemu"]

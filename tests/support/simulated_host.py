@@ -135,7 +135,10 @@ def simulated_host(profile: Profile, base: Path, hostrt_root: Path | None = None
         "PYTHONDONTWRITEBYTECODE": "1",
     })
     if profile.windows:
-        env.update({"PATHEXT": ".EXE", "USERPROFILE": str(home), "USERNAME": "me"})
+        temp = home / "AppData" / "Local" / "Temp"  # the user's own, as %TEMP% is there
+        temp.mkdir(parents=True, exist_ok=True)
+        env.update({"PATHEXT": ".EXE", "USERPROFILE": str(home), "USERNAME": "me", "TEMP": str(temp),
+                    "TMP": str(temp), "TMPDIR": str(temp)})  # TMPDIR: what this Python's tempfile reads
     else:
         # macOS: $TMPDIR (/var/folders/...) and /tmp are symlinks into /private.
         private = base / "private" / "tmp"
