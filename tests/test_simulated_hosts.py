@@ -303,6 +303,29 @@ def test_machine_start_up_to_the_qemu_command_line(profile: Profile, accel_works
     assert accelerator["accelerator"] == (profile.accelerator if accel_works else "tcg"), accelerator
 
 
+RUN_PROFILES = [pytest.param(profile, id=profile.id, marks=[pytest.mark.xfail(
+    strict=True, reason="the host agent listens on a unix socket, which Windows' Python lacks")]
+    if profile.windows else []) for profile in PROFILES]
+
+
+@pytest.mark.parametrize("profile", RUN_PROFILES)
+def test_first_run_creates_the_default_machine_from_the_guest_image(profile: Profile, tmp_path: Path,
+                                                                     published: dict[str, str]) -> None:
+    """What a new user's first `hostrt run` does where no guest can be built: the default machine
+    from $HOSTRT_GUEST_IMAGE, booted; QEMU's failure is the last line, and --rm leaves nothing."""
+    host = simulated_host(profile, tmp_path / "host")
+    host.env["HOSTRT_GUEST_IMAGE"] = published["guest"]
+    done = host.run("run", "--rm", published["app"])
+    assert done.returncode == 125, done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert lines[0] == f"hostrt: creating machine default ({profile.arch}, driver qemu)"
+    assert lines[-1] == (f"hostrt: error: machine default failed to start: {profile.emulator}: "
+                         "fake QEMU: no guest can run on this test host")
+    assert len(host.qemu_calls()) == 2  # the accelerator probe, the machine
+    listed = host.run("ps", "-a", "-q")
+    assert listed.returncode == 0 and listed.stdout.strip() == "", listed.stderr
+
+
 # -- the portable suite --------------------------------------------------------------------
 @pytest.mark.parametrize("profile", BY_ID)
 def test_portable_suite_passes_on_the_host(profile: Profile, tmp_path: Path) -> None:
