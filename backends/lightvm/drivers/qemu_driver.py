@@ -68,8 +68,8 @@ class QemuDriver:
         from hostrt.platform import detect_host
 
         launch = QemuLaunch(
-            host_os=detect_host().os, emulator=str(boot.emulator), name=self.prefix + machine.name, guest_arch=settings.arch, virt_type=virt_type,
-            memory_mib=settings.memory_mib, cpus=settings.cpus, kernel=str(boot.kernel), initrd=str(boot.initrd),
+            host_os=detect_host().os, emulator=str(boot.emulator), name=self.prefix + machine.name,
+            guest_arch=settings.arch, virt_type=virt_type, memory_mib=settings.memory_mib, cpus=settings.cpus, kernel=str(boot.kernel), initrd=str(boot.initrd),
             console_log=str(boot.console_log), ssh_port=ssh_port, qmp=_qmp_chardev(machine),
             shares=tuple(QemuShare(str(s.source), s.tag, s.readonly) for s in shares))
         argv = qemu_argv(launch)
