@@ -49,7 +49,7 @@ def prune(data_dir: Path, run_dir: Path, unowned: Callable[[str], AbstractContex
         if builtin and bridge.exists(name):
             with Leases(store.directory, name).locked() as held:
                 if not held:
-                    bridge.delete(name)
+                    bridge.delete_bridge(name)
                     nat.remove(name)
                     removed.append(f"bridge {name}")
     for path in (run_dir / "netns").glob("*"):

@@ -43,4 +43,13 @@ def installed_for(bridge: str) -> list[str]:
     if not available():
         return []
     rules = _iptables("-S", "POSTROUTING").stdout.splitlines()
-    return [rule for rule in rules if f"hostrt:{bridge}" in rule]
+    return [rule for rule in rules if _comment(rule) == f"hostrt:{bridge}"]
+
+
+def _comment(rule: str) -> str:
+    """The rule's comment, whole: `hostrt:hrtt12` must not select the rule of `hrtt123`."""
+    try:
+        words = shlex.split(rule)
+    except ValueError:
+        return ""
+    return next((words[i + 1] for i, word in enumerate(words[:-1]) if word == "--comment"), "")
