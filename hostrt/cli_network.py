@@ -64,7 +64,7 @@ def ls(quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only names.")]
 def rm(names: Annotated[list[str], typer.Argument()]) -> None:
     """Remove user networks that no container uses."""
     from hostrt.errors import HostrtError, UsageError
-    from hostrt.network import bridge, nat
+    from hostrt.network.cleanup import remove_unused
     from hostrt.network.ipam import Leases
 
     store = _store()
@@ -72,14 +72,9 @@ def rm(names: Annotated[list[str], typer.Argument()]) -> None:
         network = store.get(name)
         if network.builtin:
             raise UsageError(f"network {name} is built in and cannot be removed")
-        with Leases(store.directory, network.bridge).locked() as held:
-            if held:
-                raise HostrtError(f"network {name} is in use by {len(held)} container(s); remove them first")
-            bridge.delete_bridge(network.bridge)
-            nat.remove(network.bridge)
-            store.remove(name)
-        for leftover in (f"{network.bridge}.leases.json", f"{network.bridge}.lock"):
-            (store.directory / leftover).unlink(missing_ok=True)
+        if not remove_unused(store, network):
+            held = Leases(store.directory, network.bridge).read()
+            raise HostrtError(f"network {name} is in use by {len(held)} container(s); remove them first")
         typer.echo(name)
 
 
