@@ -22,7 +22,7 @@ import pytest
 
 from hostrt.network.occupied import host_occupants
 from tests.engine.conftest import Hostrt
-from tests.network.conftest import free_port, http_get, links
+from tests.network.conftest import forward_rules, free_port, http_get, links, nat_rules
 from tests.network.peers import GET, HTTPD, IMAGE, Dockerd, Podman, busybox_tar, iptables_rules
 
 pytestmark = pytest.mark.root
@@ -146,6 +146,7 @@ def test_hostrt_skips_the_peers_subnets_and_leaves_them_working(peers: Peers, be
     pruned = beside.ok("system", "prune", "-f")
     assert "hpeers" not in beside.ok("network", "ls", "-q").split(), pruned
     assert default["bridge"] not in links()
+    assert nat_rules(default["bridge"]) == [] and forward_rules(default["bridge"]) == []
     peers.assert_serving()
     assert peers.rules() == rules_before, "hostrt changed a peer's iptables rules"
     assert subprocess.run(["iptables", "-w", "-S", "FORWARD"], capture_output=True, text=True).stdout.split("\n")[0] \
