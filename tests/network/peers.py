@@ -40,8 +40,8 @@ def busybox_tar(directory: Path) -> Path:
 
 
 def iptables_rules() -> dict[str, list[str]]:
-    return {table: subprocess.run(["iptables", "-w", "-t", table, "-S"], capture_output=True, text=True).stdout.splitlines()
-            for table in ("filter", "nat")}
+    return {table: subprocess.run(["iptables", "-w", "-t", table, "-S"], capture_output=True,
+                                  text=True).stdout.splitlines() for table in ("filter", "nat")}
 
 
 def undo_rules(before: dict[str, list[str]], markers: tuple[str, ...]) -> None:

@@ -35,7 +35,8 @@ def _why_not() -> str | None:
     for tool in ("dockerd", "podman", "iptables"):
         if shutil.which(tool) is None:
             return f"{tool} is not installed (ci/setup installs docker.io and podman)"
-    if subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True).returncode == 0 or Path("/sys/class/net/docker0").exists():
+    if subprocess.run(["pgrep", "-x", "dockerd"], capture_output=True).returncode == 0 \
+            or Path("/sys/class/net/docker0").exists():
         return "a dockerd of this host already owns docker0 and Docker's chains; the test starts its own"
     if Path("/sys/class/net/cni-podman0").exists():
         return "cni-podman0 is already up: the test would share Podman's default network with the host's containers"
@@ -117,7 +118,8 @@ def docker0_subnet() -> ipaddress.IPv4Network:
 def test_hostrt_skips_the_peers_subnets_and_leaves_them_working(peers: Peers, beside: Hostrt) -> None:
     peers.assert_serving()
     rules_before = peers.rules()
-    forward_policy = subprocess.run(["iptables", "-w", "-S", "FORWARD"], capture_output=True, text=True).stdout.split("\n")[0]
+    forward_policy = subprocess.run(["iptables", "-w", "-S", "FORWARD"], capture_output=True,
+                                    text=True).stdout.split("\n")[0]
     taken = [PODMAN_SUBNET, docker0_subnet()]
 
     port = free_port()

@@ -151,7 +151,8 @@ def test_the_unused_default_network_moves_off_a_taken_subnet(hostrt: Hostrt, blo
         subprocess.run(["ip", "link", "del", bridge], capture_output=True)
 
 
-def test_a_bridge_hostrt_did_not_make_is_neither_joined_nor_deleted(hostrt: Hostrt, block: ipaddress.IPv4Network) -> None:
+def test_a_bridge_hostrt_did_not_make_is_neither_joined_nor_deleted(hostrt: Hostrt,
+                                                                   block: ipaddress.IPv4Network) -> None:
     foreign = f"hrtf{TAG}"
     ip("link", "add", foreign, "type", "bridge")
     try:

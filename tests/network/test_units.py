@@ -68,6 +68,8 @@ def test_default_pools_are_docker_s_in_its_order(monkeypatch: pytest.MonkeyPatch
 def test_a_rule_is_known_by_its_whole_comment() -> None:
     from hostrt.network.nat import _comment
 
-    assert _comment('-A POSTROUTING -s 10.1.0.0/24 -m comment --comment "hostrt:hrtt123" -j MASQUERADE') == "hostrt:hrtt123"
+    # iptables-nft prints comments quoted
+    quoted = '-A POSTROUTING -s 10.1.0.0/24 -m comment --comment "hostrt:hrtt123" -j MASQUERADE'
+    assert _comment(quoted) == "hostrt:hrtt123"
     assert _comment("-A HOSTRT-FORWARD -i hrtt12 -m comment --comment hostrt:hrtt12 -j ACCEPT") == "hostrt:hrtt12"
     assert _comment("-A FORWARD -j DOCKER-USER") == ""
