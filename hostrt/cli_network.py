@@ -23,41 +23,48 @@ def _store():  # noqa: ANN202
 @network_app.command("create")
 def create(
     name: Annotated[str, typer.Argument()],
-    subnet: Annotated[Optional[str], typer.Option("--subnet", help="IPv4 CIDR (default: a free /24 of 10.89.0.0/16).")] = None,
+    subnet: Annotated[Optional[str], typer.Option(
+        "--subnet", help="IPv4 CIDR (default: the first free subnet of the address pools, as Docker's).")] = None,
 ) -> None:
     """Create a bridge network whose containers reach each other by name."""
-    from hostrt.network import bridge, nat
+    from hostrt.network import bridge, nat, occupied
 
     store = _store()
-    network = store.create(name, subnet)
-    try:
-        bridge.ensure(network)
-        nat.install(network)
-    except BaseException:
-        store.remove(name)
-        raise
+    with occupied.host_lock():  # until the bridge's route exists, other roots must not pick its subnet
+        network = store.create(name, subnet)
+        try:
+            bridge.ensure(network)
+            nat.install(network)
+        except BaseException:
+            bridge.delete_bridge(network.bridge)
+            nat.remove(network.bridge)
+            store.remove(name)
+            raise
     typer.echo(network.name)
 
 
 @network_app.command("ls")
 def ls(quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only names.")] = False) -> None:
-    """List networks."""
-    networks = _store().all()
+    """List networks; OVERLAPS names what on the host took a network's subnet since it was made."""
+    store = _store()
+    networks = store.all()
     if quiet:
         for network in networks:
             typer.echo(network.name)
         return
-    rows = [("NAME", "BRIDGE", "SUBNET", "GATEWAY")] + [(n.name, n.bridge, n.subnet, n.gateway) for n in networks]
-    widths = [max(len(row[i]) for row in rows) for i in range(3)]
+    overlaps = store.overlapping(networks)
+    rows = [("NAME", "BRIDGE", "SUBNET", "GATEWAY", "OVERLAPS")] + [
+        (n.name, n.bridge, n.subnet, n.gateway, "; ".join(overlaps[n.name]) or "-") for n in networks]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
-        typer.echo("   ".join(cell.ljust(width) for cell, width in zip(row[:3], widths)) + "   " + row[3])
+        typer.echo("   ".join(cell.ljust(width) for cell, width in zip(row[:4], widths)) + "   " + row[4])
 
 
 @network_app.command("rm")
 def rm(names: Annotated[list[str], typer.Argument()]) -> None:
     """Remove user networks that no container uses."""
     from hostrt.errors import HostrtError, UsageError
-    from hostrt.network import bridge, nat
+    from hostrt.network.cleanup import remove_unused
     from hostrt.network.ipam import Leases
 
     store = _store()
@@ -65,14 +72,9 @@ def rm(names: Annotated[list[str], typer.Argument()]) -> None:
         network = store.get(name)
         if network.builtin:
             raise UsageError(f"network {name} is built in and cannot be removed")
-        with Leases(store.directory, network.bridge).locked() as held:
-            if held:
-                raise HostrtError(f"network {name} is in use by {len(held)} container(s); remove them first")
-            bridge.delete(network.bridge)
-            nat.remove(network.bridge)
-            store.remove(name)
-        for leftover in (f"{network.bridge}.leases.json", f"{network.bridge}.lock"):
-            (store.directory / leftover).unlink(missing_ok=True)
+        if not remove_unused(store, network):
+            held = Leases(store.directory, network.bridge).read()
+            raise HostrtError(f"network {name} is in use by {len(held)} container(s); remove them first")
         typer.echo(name)
 
 
@@ -84,10 +86,10 @@ def inspect(names: Annotated[list[str], typer.Argument()]) -> None:
     from hostrt.network.ipam import Leases
 
     store = _store()
-    found = []
-    for name in names:
-        network = store.get(name)
-        found.append({**asdict(network), "containers": Leases(store.directory, network.bridge).read()})
+    networks = [store.get(name) for name in names]
+    overlaps = store.overlapping(networks)
+    found = [{**asdict(network), "containers": Leases(store.directory, network.bridge).read(),
+              "overlaps": overlaps[network.name]} for network in networks]
     typer.echo(json.dumps(found, indent=2))
 
 

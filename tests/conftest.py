@@ -21,7 +21,7 @@ def _test_network_settings() -> None:
     free = next(net for net in ipaddress.ip_network("10.231.0.0/16").subnets(new_prefix=24)
                 if not any(net.overlaps(route) for route in used))
     for key, value in {"HOSTRT_BRIDGE": f"hrtt{os.getpid() % 100000}", "HOSTRT_BRIDGE_SUBNET": str(free),
-                       "HOSTRT_NETWORK_POOL": "10.232.0.0/16", "HOSTRT_IP_FORWARD": "0", "HOSTRT_DNS": ""}.items():
+                       "HOSTRT_ADDRESS_POOLS": "10.232.0.0/16:24", "HOSTRT_IP_FORWARD": "0", "HOSTRT_DNS": ""}.items():
         os.environ.setdefault(key, value)
 
 

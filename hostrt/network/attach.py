@@ -19,7 +19,7 @@ from pathlib import Path
 
 from hostrt.engine import failpoints
 from hostrt.errors import HostrtError, UsageError
-from hostrt.network import bridge, nat, netns, slirp
+from hostrt.network import bridge, nat, netns, occupied, slirp
 from hostrt.network.ipam import AddressesExhaustedError, Leases, pick_address
 from hostrt.network.networks import DEFAULT_NETWORK, NetworkStore
 from hostrt.rootless import UID_VARIABLE, in_user_namespace
@@ -99,7 +99,9 @@ def setup(container_dir: Path, container_id: str, hostname: str, network: str, p
                             veth=veth_name(container_id), names=names, ports=publish)
     attachment.save(container_dir)  # before anything exists, so a crash from here on is undone by prune
     leases = Leases(store.directory, net.bridge)  # by bridge: the default's comes from settings that may change
-    with leases.locked() as held:
+    with leases.locked() as held, occupied.host_lock():
+        net = store.usable(net, in_use=any(other != container_id for other in held))
+        attachment.prefix, attachment.gateway = net.prefix, net.gateway
         try:
             attachment.address = held.setdefault(container_id, pick_address(net.subnet, net.gateway, held))
         except AddressesExhaustedError as err:
@@ -204,7 +206,7 @@ def release(networks_dir: Path, bridge_name: str, builtin: bool, container_id: s
     with Leases(networks_dir, bridge_name).locked() as held:
         held.pop(container_id, None)
         if builtin and not held:
-            bridge.delete(bridge_name)
+            bridge.delete_bridge(bridge_name)
             nat.remove(bridge_name)
         elif not builtin:
             _refresh_hosts(containers_dir, held)

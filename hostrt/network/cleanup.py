@@ -6,6 +6,8 @@ namespace file under the run directory, a lease. Each is traced back to a contai
 an id with no record is released (veth, namespace, lease, and a default bridge and its
 NAT rule once it has no lease left). Whether an id has a record is asked when it is about
 to be released, under that container's lock (`unowned`): a `run` may create one meanwhile.
+As Docker's `system prune`, user networks no container uses go too (`remove_unused`).
+Everything removed is found through this root's own records and marked bridges.
 """
 
 from __future__ import annotations
@@ -16,9 +18,9 @@ from pathlib import Path
 
 from hostrt.engine.ids import ID_PATTERN
 
-from hostrt.network import attach, bridge, nat, netns
+from hostrt.network import attach, bridge, nat, netns, occupied
 from hostrt.network.ipam import Leases
-from hostrt.network.networks import NetworkStore
+from hostrt.network.networks import Network, NetworkStore
 
 LEASES_SUFFIX = ".leases.json"
 
@@ -49,7 +51,7 @@ def prune(data_dir: Path, run_dir: Path, unowned: Callable[[str], AbstractContex
         if builtin and bridge.exists(name):
             with Leases(store.directory, name).locked() as held:
                 if not held:
-                    bridge.delete(name)
+                    bridge.delete_bridge(name)
                     nat.remove(name)
                     removed.append(f"bridge {name}")
     for path in (run_dir / "netns").glob("*"):
@@ -58,4 +60,21 @@ def prune(data_dir: Path, run_dir: Path, unowned: Callable[[str], AbstractContex
                 bridge.delete(attach.veth_name(path.name))
                 netns.remove(path)
                 removed.append(f"network namespace {path.name[:12]}")
+    for network in store.all():
+        if not network.builtin and remove_unused(store, network):
+            removed.append(f"network {network.name}")
     return removed
+
+
+def remove_unused(store: NetworkStore, network: Network) -> bool:
+    """Remove a user network, its bridge and NAT rule, unless a container holds an address on it.
+    Under the host lock: a `network create` holds it until its bridge exists."""
+    with occupied.host_lock(), Leases(store.directory, network.bridge).locked() as held:
+        if held:
+            return False
+        bridge.delete_bridge(network.bridge)
+        nat.remove(network.bridge)
+        store.remove(network.name)
+    for leftover in (f"{network.bridge}.leases.json", f"{network.bridge}.lock"):
+        (store.directory / leftover).unlink(missing_ok=True)
+    return True

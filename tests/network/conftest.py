@@ -6,6 +6,7 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import shlex
 import socket
 import subprocess
 import time
@@ -46,9 +47,14 @@ def links() -> set[str]:
     return set(os.listdir("/sys/class/net"))
 
 
-def nat_rules(bridge: str) -> list[str]:
-    rules = subprocess.run(["iptables", "-w", "-t", "nat", "-S", "POSTROUTING"], capture_output=True, text=True).stdout
-    return [rule for rule in rules.splitlines() if f"hostrt:{bridge}" in rule]
+def nat_rules(bridge: str, table: str = "nat", chain: str = "POSTROUTING") -> list[str]:
+    """The rules tagged for `bridge` (whole comment: hrtt12's are not hrtt123's)."""
+    rules = subprocess.run(["iptables", "-w", "-t", table, "-S", chain], capture_output=True, text=True).stdout
+    return [rule for rule in rules.splitlines() if f"--comment hostrt:{bridge} " in " ".join(shlex.split(rule)) + " "]
+
+
+def forward_rules(bridge: str) -> list[str]:
+    return nat_rules(bridge, "filter", "HOSTRT-FORWARD")
 
 
 def leases(root: Path) -> dict[str, str]:

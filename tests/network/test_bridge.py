@@ -18,6 +18,7 @@ from tests.engine.conftest import Hostrt
 from tests.network.conftest import (
     address_of,
     container_dir,
+    forward_rules,
     free_port,
     http_get,
     leases,
@@ -35,7 +36,7 @@ HTTPD = ["sh", "-c", "mkdir -p /www && echo served-by-$(hostname) > /www/index.h
 def assert_no_network_left(hostrt: Hostrt, before_links: set[str]) -> None:
     assert links() - before_links == set()
     assert BRIDGE not in links()
-    assert nat_rules(BRIDGE) == []
+    assert nat_rules(BRIDGE) == [] and forward_rules(BRIDGE) == []
     assert netns_files(hostrt.root) == [] and netns_mounts(hostrt.root) == []
     assert leases(hostrt.root) == {}
 
@@ -81,6 +82,7 @@ def test_published_port_serves_httpd_to_the_host(hostrt: Hostrt) -> None:
         assert http_get(f"http://127.0.0.1:{port}/") == "served-by-pubhost\n"
         assert hostrt.ok("port", "pub") == f"80/tcp -> 127.0.0.1:{port}\n"
         assert len(nat_rules(BRIDGE)) == 1  # outbound NAT for the default bridge (cannot be exercised here)
+        assert len(forward_rules(BRIDGE)) == 2  # its containers' traffic and the replies, whatever FORWARD's policy
         busy = hostrt("run", "-d", "--name", "pub2", "-p", f"127.0.0.1:{port}:80", "busybox", *HTTPD)
         assert busy.returncode == 125 and f"127.0.0.1:{port}" in busy.stderr
         hostrt.ok("stop", "-t", "1", "pub")
