@@ -9,6 +9,7 @@ other, and the bootable kernel is derived from `vmlinuz` in pure Python (`boot_k
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -44,17 +45,28 @@ def store_guest_images(images: LocalImages, name: str, guests: list[GuestImage])
 
 
 def guest_from_image(images: LocalImages, reference: str, arch: str, cache_dir: Path) -> GuestImage:
-    """The guest for `arch` from a stored (or else pulled) guest image; the kernel derived once."""
-    from hostrt.images.errors import ImageNotFoundError
+    """The guest for `arch` from a stored (or else pulled) guest image; the kernel derived once.
+    A `REF@sha256:...` is pinned: only an index of exactly that digest is used (the registry
+    client verifies what it pulls by digest; this checks what the store resolved too)."""
+    from hostrt.images import reference as references
+    from hostrt.images.errors import DigestMismatchError, ImageNotFoundError
 
     wanted = ImagePlatform(os="linux", architecture=arch)
+    pinned = references.parse(reference).digest
     try:
         image = details(images.store, reference, wanted)
     except ImageNotFoundError:
         from hostrt.images.pull import pull
 
-        pull(images, reference, wanted)
+        pulled = pull(images, reference, wanted)
+        if pinned and pulled.digest != pinned:  # pull() verifies by digest already: a second lock
+            images.store.remove_name(pulled.name)
+            raise DigestMismatchError(f"guest image {reference} has digest {pulled.digest}, pinned {pinned}: refused")
         image = details(images.store, reference, wanted)
+        print(f"hostrt: pulled guest image {reference} ({arch}, {pulled.fetched} blobs fetched"
+              + (", index digest verified)" if pinned else ", not pinned by digest)"), file=sys.stderr)
+    if pinned and image.digest != pinned:
+        raise DigestMismatchError(f"guest image {reference} resolves to {image.digest}, pinned {pinned}: refused")
     labels = image.config.get("Labels") or {}
     if LABEL_RECIPE not in labels or len(image.layers) != 1:
         raise GuestImageError(f"{reference} is not a hostrt guest image (no {LABEL_RECIPE} label)")
