@@ -10,14 +10,13 @@ tampered registry can change where the bytes come from, never which bytes boot.
 - `HOSTRT_GUEST_IMAGE=REF` (or `machine init --image REF`) names a guest of the user's choice
   instead; `REF@sha256:...` is verified the same way, a tag alone is trusted as named.
 
-This file is written by `ci/pin-guest`, which the release workflow
-(.github/workflows/release-guest.yml) runs after it has built both architectures with
-`hostrt machine image build` and pushed the index with `hostrt push`; the workflow proposes the
-new file as a pull request. That workflow has not run yet: the digest below is the index built
-from images/guest by `hostrt machine image build` on the project's development machine (a Debian
-12 host without internet access), and nothing has been published under REPOSITORY. Until a
-release is published there, pulling the default fails with a one-line error that names the two
-settings above.
+REPOSITORY, DIGEST and the line that says where the digest comes from are written by
+`ci/pin-guest`, which the release workflow (.github/workflows/release-guest.yml) runs after it
+has built both architectures with `hostrt machine image build`, pushed the index with
+`hostrt push` and pulled it back by digest; the workflow proposes the new file as a pull
+request. Until a release is published under REPOSITORY (the comment above DIGEST says whether
+it was), a pull of the default from there fails with a one-line error naming the two settings
+above.
 """
 
 from __future__ import annotations
@@ -27,6 +26,7 @@ import os
 from hostrt.errors import UsageError
 
 REPOSITORY = "ghcr.io/hostrt/guest"
+# Pinned from: a build of images/guest on the development machine (no internet access); not published: the release workflow has not run.
 DIGEST = "sha256:4aa7fd76a9566a45e9ed6948c9ec57658dbfe403d68a6339002e55d8ee1f4e0d"
 REGISTRY_ENV = "HOSTRT_GUEST_REGISTRY"
 

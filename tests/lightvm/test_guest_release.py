@@ -89,10 +89,12 @@ def test_a_host_without_debian_tools_pulls_a_pinned_guest_and_verifies_it(releas
     user = _user(tmp_path)
     pinned = f"{release.registry.host}/hostrt/guest@{release.digest}"
     user.env["HOSTRT_GUEST_IMAGE"] = pinned
-    done = user("machine", "init", "pinned", timeout=600)
+    done = user("machine", "init", "--driver", "qemu", "pinned", timeout=600)  # as on macOS and Windows
     assert done.returncode == 0, done.stderr
     assert f"pulled guest image {pinned} (amd64" in done.stderr and "index digest verified" in done.stderr
-    boot = json.loads(user.ok("machine", "inspect", "pinned"))["boot"]
+    facts = json.loads(user.ok("machine", "inspect", "pinned"))
+    assert facts["driver"] == "qemu"
+    boot = facts["boot"]
     kernel = Path(boot["kernel"])
     assert kernel.is_relative_to(user.root / "cache" / "guest") and kernel.parent.name.startswith("pulled-amd64-")
     assert _names(user) == [pinned]
