@@ -67,7 +67,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if argv is None and _join_rootless(args) is not None:
         return EXIT_HOSTRT
-    if argv is None and not _outside_rootless():
+    # The engine server (unix socket, fd passing, POSIX signals) exists on Linux only.
+    if argv is None and sys.platform.startswith("linux") and not _outside_rootless():
         from hostrt import server_client
 
         code = server_client.delegate(args)

@@ -414,18 +414,21 @@ def cp(
     """Copy files between a container and the host (paths resolve inside the container's root)."""
     from pathlib import Path
 
-    from hostrt.engine.copy import copy_in, copy_out
-
     engine = _engine()
+    # hostrt.engine.copy is imported past the native check: it works through Linux's openat2.
     if ":" in source and not source.startswith(("/", ".")):
         name, _, path = source.partition(":")
         record = engine.find(name)
         _native_only(record, "cp")
+        from hostrt.engine.copy import copy_out
+
         copy_out(engine.records.dir_of(record.id) / "rootfs", path, Path(destination))
     elif ":" in destination and not destination.startswith(("/", ".")):
         name, _, path = destination.partition(":")
         record = engine.find(name)
         _native_only(record, "cp")
+        from hostrt.engine.copy import copy_in
+
         copy_in(Path(source), engine.records.dir_of(record.id) / "rootfs", path)
     else:
         raise UsageError("cp needs CONTAINER:PATH on one side, e.g. hostrt cp web:/etc/hosts ./hosts")

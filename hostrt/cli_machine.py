@@ -42,12 +42,13 @@ def init(
     from backends.lightvm.guest_source import guest_for
     from backends.lightvm.machines import init_machine
     from backends.lightvm.settings import MachineSettings, default_shares
+    from hostrt import host_paths
     from hostrt.errors import UsageError
 
     guest_arch = ImagePlatform.parse(f"linux/{arch}").architecture if arch else detect_host().architecture
     chosen, _why = choose_driver(driver)
     try:
-        shares = [os.path.realpath(s) for s in share] if share else default_shares()
+        shares = [host_paths.resolved(s) for s in share] if share else default_shares()
         settings = MachineSettings(name=name, arch=guest_arch, cpus=cpus, memory_mib=memory, shares=shares,  # type: ignore[arg-type]
                                    idle_timeout_s=idle_timeout, driver=chosen)
     except ValidationError as err:
@@ -172,8 +173,13 @@ def ssh(
         raise BackendUnavailableError("an interactive shell needs an ssh client on PATH; pass a command instead")
     known_hosts = machine.path / "known_hosts"
     known_hosts.write_text(f"[127.0.0.1]:{target.port} {target.host_key_line}\n")
-    os.execv(ssh_client, ["ssh", "-i", str(target.client_key), "-p", str(target.port), "-o", "IdentitiesOnly=yes",
-                          "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes", "root@127.0.0.1"])
+    argv = ["ssh", "-i", str(target.client_key), "-p", str(target.port), "-o", "IdentitiesOnly=yes",
+            "-o", f"UserKnownHostsFile={known_hosts}", "-o", "StrictHostKeyChecking=yes", "root@127.0.0.1"]
+    if sys.platform == "win32":  # exec there starts a new process and returns to the shell at once
+        import subprocess
+
+        raise typer.Exit(subprocess.call([ssh_client, *argv[1:]]))
+    os.execv(ssh_client, argv)
 
 
 image_app = typer.Typer(rich_markup_mode=None, help="The guest VM image as an OCI image (to push to and pull from registries).",

@@ -19,7 +19,7 @@ def file_lock(path: Path, shared: bool = False) -> Iterator[None]:
     """Hold a lock on `path` (created if missing); the kernel drops it if the process dies."""
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
     try:
-        if sys.platform == "win32":  # pragma: no cover - exercised on Windows CI only
+        if sys.platform == "win32":  # tested under the simulated Windows (tests/test_simulated_hosts.py)
             import msvcrt
 
             while True:  # Windows has no shared flock: readers take it exclusively too

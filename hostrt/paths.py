@@ -51,7 +51,9 @@ def run_root() -> Path:
         return Path(xdg_runtime) / "hostrt"
     import tempfile  # only here: every command computes this path, and tempfile imports random and shutil
 
-    uid = int(os.environ.get("HOSTRT_ROOTLESS_UID") or (os.getuid() if hasattr(os, "getuid") else os.getpid()))
+    if not hasattr(os, "getuid"):  # Windows: the temp directory is the user's own already
+        return Path(tempfile.gettempdir()) / "hostrt"
+    uid = int(os.environ.get("HOSTRT_ROOTLESS_UID") or os.getuid())
     return Path(tempfile.gettempdir()) / f"hostrt-{uid}"
 
 

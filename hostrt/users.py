@@ -25,7 +25,10 @@ def _read_table(rootfs: Path, name: str) -> list[list[str]]:
     link at /etc nor at the file can make it read the host's."""
     import os
     import stat
+    import sys
 
+    if not sys.platform.startswith("linux"):
+        return _read_table_unlinked(rootfs, name)
     from backends.linux_native import inroot
 
     try:
@@ -41,6 +44,28 @@ def _read_table(rootfs: Path, name: str) -> list[list[str]]:
         return []
     finally:
         os.close(held)
+    return _rows(text)
+
+
+def _read_table_unlinked(rootfs: Path, name: str) -> list[list[str]]:
+    """macOS and Windows build a VM container's spec from the unpacked layer, without Linux's
+    openat2 or /proc: there /etc and the file must be a real directory and a regular file (an
+    image's are), a link is not followed at all."""
+    import stat
+
+    try:
+        if not stat.S_ISDIR((rootfs / "etc").lstat().st_mode):
+            return []
+        table = rootfs / "etc" / name
+        if not stat.S_ISREG(table.lstat().st_mode):
+            return []
+        text = table.read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return []
+    return _rows(text)
+
+
+def _rows(text: str) -> list[list[str]]:
     return [line.split(":") for line in text.splitlines() if line and not line.startswith("#")]
 
 

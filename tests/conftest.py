@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,6 +26,28 @@ def _test_network_settings() -> None:
 
 
 _test_network_settings()
+
+PORTABLE_MARK = "pytest.mark.portable"
+
+
+def _declares_portable(module: Path) -> bool:
+    try:
+        return PORTABLE_MARK in module.read_text(encoding="utf-8")
+    except OSError:
+        return False
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    """Off Linux, only test modules that mark tests portable are imported (and only the
+    directories that hold one, whose conftest.py must then import there too): the others
+    import Linux-only modules (fcntl, termios, the runtime's syscalls) at the top, as they may."""
+    if sys.platform.startswith("linux"):
+        return None
+    if collection_path.is_dir():
+        return None if any(map(_declares_portable, collection_path.rglob("test_*.py"))) else True
+    if collection_path.name.startswith("test_") and collection_path.suffix == ".py":
+        return None if _declares_portable(collection_path) else True
+    return None
 
 
 @pytest.fixture(autouse=True)

@@ -30,7 +30,8 @@ def libvirt_uri() -> str:
         return override
     if "HOSTRT_ROOTLESS_UID" in os.environ:
         return _rootless_session_uri()
-    return "qemu:///system" if os.geteuid() == 0 else "qemu:///session"
+    # Windows has no uids (nor a libvirtd that runs QEMU): a client there talks to a session.
+    return "qemu:///system" if getattr(os, "geteuid", lambda: -1)() == 0 else "qemu:///session"
 
 
 def _rootless_session_uri() -> str:

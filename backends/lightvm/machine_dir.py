@@ -89,11 +89,20 @@ class MachineDir:
         return "\n".join(tail) or "(no console output)"
 
 
+def set_mode(fd: int, mode: int) -> None:
+    """chmod an open file where the OS has modes. Windows has none (and its Python before 3.13
+    no os.fchmod): there a machine's files are private through the ACL of the user's profile
+    directory they are created in."""
+    fchmod = getattr(os, "fchmod", None)
+    if fchmod is not None:
+        fchmod(fd, mode)
+
+
 def write_atomic(path: Path, data: bytes, mode: int = 0o600) -> None:
     """Write a file whole or not at all (temp file in the same directory, then rename)."""
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
-        os.fchmod(fd, mode)
+        set_mode(fd, mode)
         with os.fdopen(fd, "wb") as out:
             out.write(data)
         os.replace(tmp, path)

@@ -21,7 +21,7 @@ from backends.lightvm import keys, suspend
 from backends.lightvm.domain import BootFiles, SharedDir
 from backends.lightvm.drivers import driver_for
 from backends.lightvm.libvirt_conn import domain_prefix  # noqa: F401 - machine names as libvirt domains
-from backends.lightvm.machine_dir import BootRecord, MachineDir, RunRecord, as_json, write_atomic
+from backends.lightvm.machine_dir import BootRecord, MachineDir, RunRecord, as_json, set_mode, write_atomic
 from backends.lightvm.settings import GUEST_ARCH_FACTS, MachineSettings, VirtType
 from backends.lightvm.ssh import SshTarget, run, wait_ready
 from hostrt.errors import BackendUnavailableError, HostrtError, NotFoundError, UsageError
@@ -88,7 +88,7 @@ def init_machine(root: Path, settings: MachineSettings, guest: "GuestImage") -> 
         )
         # The initrd holds the guest's private host key: 0600 like any key file.
         with open(staging.initrd, "xb") as out, open(guest.initramfs, "rb") as base:
-            os.fchmod(out.fileno(), 0o600)
+            set_mode(out.fileno(), 0o600)
             shutil.copyfileobj(base, out, 1 << 20)
             out.write(overlay)
         write_atomic(staging.boot_file, as_json(BootRecord(kernel=str(guest.kernel), recipe_hash=guest.recipe_hash)))

@@ -37,7 +37,7 @@ RUNTIME_LAUNCHER = '#!/bin/sh\nPYTHONPATH="$(dirname "$0")" exec python3 -S -m b
 @lru_cache(maxsize=1)
 def payload() -> tuple[str, bytes]:
     """(version hash, tar bytes) of everything the guest needs; computed once per process."""
-    files = sorted({*GUEST_MODULES, *(str(p.relative_to(REPO)) for p in (REPO / "backends" / "linux_native").rglob("*.py"))})
+    files = sorted({*GUEST_MODULES, *(p.relative_to(REPO).as_posix() for p in (REPO / "backends" / "linux_native").rglob("*.py"))})
     digest = hashlib.sha256()
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
@@ -87,6 +87,8 @@ def boot_initrd(machine_initrd: Path) -> Path:
     loads. Made once per payload version beside the machine's initrd (private like it)."""
     import os
 
+    from backends.lightvm.machine_dir import set_mode
+
     version = payload()[0]
     target = machine_initrd.with_name(f"{machine_initrd.name}.code-{version}")
     if not target.exists():
@@ -94,7 +96,7 @@ def boot_initrd(machine_initrd: Path) -> Path:
             old.unlink(missing_ok=True)  # a saved state that named one is discarded: it no longer fits
         tmp = target.with_name(f".{target.name}.tmp")
         with open(tmp, "wb") as out, open(machine_initrd, "rb") as base:
-            os.fchmod(out.fileno(), 0o600)
+            set_mode(out.fileno(), 0o600)
             while chunk := base.read(1 << 20):
                 out.write(chunk)
             out.write(payload_cpio())

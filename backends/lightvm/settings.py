@@ -20,11 +20,14 @@ GUEST_ARCH_FACTS: dict[str, dict[str, str]] = {
 
 
 def default_shares() -> list[str]:
-    """The user's home and the temporary directory, the places `-v` sources usually live."""
+    """The user's home and the temporary directory, the places `-v` sources usually live;
+    resolved, as `-v` sources are (macOS' $TMPDIR and /tmp lie in /private)."""
     import tempfile
     from pathlib import Path
 
-    return list(dict.fromkeys([str(Path.home()), tempfile.gettempdir()]))
+    from hostrt.host_paths import resolved
+
+    return list(dict.fromkeys([resolved(str(Path.home())), resolved(tempfile.gettempdir())]))
 
 
 class MachineSettings(BaseModel):
@@ -47,8 +50,10 @@ class MachineSettings(BaseModel):
     @field_validator("shares")
     @classmethod
     def _absolute_shares(cls, shares: list[str]) -> list[str]:
+        from hostrt.host_paths import is_absolute
+
         for share in shares:
-            if not share.startswith("/"):
+            if not is_absolute(share):
                 raise ValueError(f"shared directory {share!r} must be an absolute path")
         return shares
 
@@ -60,11 +65,14 @@ class MachineSettings(BaseModel):
         return name
 
     def share_for(self, host_path: str) -> tuple[int, str] | None:
-        """(share index, path below that share) of a host path the machine can see, else None."""
+        """(share index, POSIX path below that share) of a host path the machine can see, else
+        None; compared on real paths (a machine made with an unresolved $TMPDIR still matches)."""
+        from hostrt.host_paths import below
+
         for index, share in enumerate(self.shares):
-            root = share.rstrip("/") or "/"
-            if host_path == root or host_path.startswith(root.rstrip("/") + "/"):
-                return index, host_path[len(root.rstrip("/")):].lstrip("/")
+            inside = below(host_path, share)
+            if inside is not None:
+                return index, inside
         return None
 
     @property

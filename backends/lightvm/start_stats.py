@@ -81,8 +81,10 @@ def machine_state(machine_path: Path) -> MachineState:
         return "absent"
     if not (machine_path / "run.json").exists():
         return "saved" if (machine_path / "saved.json").exists() else "stopped"
+    from hostrt.pids import pid_alive
+
     try:
-        os.kill(int((machine_path / "agent.pid").read_text()), 0)
+        alive = pid_alive(int((machine_path / "agent.pid").read_text()))
     except (OSError, ValueError):
         return "unknown"
-    return "warm"
+    return "warm" if alive else "unknown"

@@ -62,12 +62,15 @@ _libc = _LibcFunctions()
 _syscall = _LongFunction(("syscall", _Libc))
 
 # x86_64 and aarch64 numbers of the syscalls glibc 2.36 wraps poorly or not at all.
-_NR = {
+_NUMBERS = {
     "x86_64": {"pivot_root": 155, "capget": 125, "capset": 126, "close_range": 436, "seccomp": 317, "mount_setattr": 442,
                "bpf": 321},
     "aarch64": {"pivot_root": 41, "capget": 90, "capset": 91, "close_range": 436, "seccomp": 277, "mount_setattr": 442,
                 "bpf": 280},
-}[os.uname().machine]
+}
+# Another machine name (macOS calls arm64 "arm64") has no table: importing this module still
+# works there, only a call fails.
+_NR = _NUMBERS.get(os.uname().machine, {})
 
 
 def _check(ret: int, what: str, path: str | None = None) -> int:

@@ -58,18 +58,21 @@ class RunOptions(BaseModel):
 
 
 def parse_volume(text: str) -> VolumeSpec:
-    """`SRC:DST[:ro|rw]` with an absolute host path; named volumes are not supported."""
-    parts = text.split(":")
+    """`SRC:DST[:ro|rw]` with an absolute host path (on Windows `C:\\src` or `C:/src`); named
+    volumes are not supported. The source is kept resolved (see hostrt.host_paths)."""
+    from hostrt import host_paths
+
+    parts = host_paths.split_volume(text)
     if len(parts) not in (2, 3) or not parts[0] or not parts[1]:
         raise UsageError(f"invalid -v value {text!r}: expected HOSTPATH:CONTAINERPATH[:ro]")
     source, destination = parts[0], parts[1]
     mode = parts[2] if len(parts) == 3 else "rw"
     if mode not in ("ro", "rw"):
         raise UsageError(f"invalid -v value {text!r}: mode must be ro or rw, not {mode!r}")
-    if not os.path.isabs(source):
+    if not host_paths.is_absolute(source):
         raise UsageError(f"invalid -v value {text!r}: the host path must be absolute (named volumes are not supported)")
     if not PurePosixPath(destination).is_absolute():
         raise UsageError(f"invalid -v value {text!r}: the container path must be absolute")
     if not os.path.exists(source):
         raise UsageError(f"invalid -v value {text!r}: host path {source} does not exist")
-    return VolumeSpec(source=os.path.realpath(source), destination=destination, readonly=mode == "ro")
+    return VolumeSpec(source=host_paths.resolved(source), destination=destination, readonly=mode == "ro")

@@ -30,7 +30,7 @@ def _launch(host_os: str, guest_arch: str, virt_type: str) -> QemuLaunch:
     else:
         base, qmp = "/home/me/.local/share/hostrt/machines/default/", "unix:qmp.sock"
         shares = (QemuShare("/home/me", "share0"), QemuShare("/private/tmp", "share1", readonly=True))
-    return QemuLaunch(emulator=GUEST_ARCH_FACTS[guest_arch]["emulator"], name="hostrt-0a1b2c3d-default",
+    return QemuLaunch(host_os=host_os, emulator=GUEST_ARCH_FACTS[guest_arch]["emulator"], name="hostrt-0a1b2c3d-default",
                       guest_arch=guest_arch, virt_type=virt_type, memory_mib=1024, cpus=2,  # type: ignore[arg-type]
                       kernel=base + "vmlinuz", initrd=base + "initrd.img", console_log=base + "console.log",
                       ssh_port=40022, qmp=qmp, shares=shares)

@@ -312,13 +312,15 @@ def _qemu_processes(domain: str) -> list[int]:
 
 
 def test_a_machine_qemu_is_detached_and_its_monitor_private(vm_hostrt: Hostrt) -> None:
-    """QEMU outlives the command that started it (not its child), and whatever controls it (the
-    QEMU driver's QMP socket, libvirt's own) is not reachable by other users."""
+    """QEMU outlives the command that started it (not its child), runs under its seccomp sandbox
+    (no exec, no setuid: a guest that took over QEMU gets no further), and whatever controls it
+    (the QEMU driver's QMP socket, libvirt's own) is not reachable by other users."""
     vm_hostrt.ok("run", "--backend", "lightvm", "--rm", "busybox", "true", timeout=900)
     facts = json.loads(vm_hostrt.ok("machine", "inspect", "default"))
     [pid] = _qemu_processes(facts["domain"])
     parent = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[1])
     assert "hostrt" not in Path(f"/proc/{parent}/cmdline").read_bytes().decode(errors="replace")
+    assert "Seccomp:\t2" in Path(f"/proc/{pid}/status").read_text()
     machine = Path(facts["path"])
     assert machine.stat().st_mode & 0o777 == 0o700
     if facts["driver"] == "qemu":

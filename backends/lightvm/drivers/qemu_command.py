@@ -34,10 +34,16 @@ class QemuShare:
     readonly: bool = False
 
 
+# QEMU's seccomp filter, as libvirt sets it: no exec, no setuid, no resource-limit or scheduler
+# changes, no obsolete syscalls. Linux only (QEMU has no sandbox elsewhere).
+SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+
+
 @dataclass(frozen=True)
 class QemuLaunch:
     """Everything the command line depends on; paths as the host OS spells them."""
 
+    host_os: str
     emulator: str
     name: str  # shown by `ps` as guest=NAME, as libvirt names its QEMUs
     guest_arch: str
@@ -88,10 +94,13 @@ def qemu_argv(launch: QemuLaunch) -> list[str]:
              "-netdev", f"user,id={NET_ID},hostfwd=tcp:127.0.0.1:{launch.ssh_port}-:22",
              "-device", f"virtio-net-pci,netdev={NET_ID},romfile=",  # no option ROM: nothing boots from it
              "-device", "virtio-rng-pci"]  # without it the guest's SSH server waits for entropy at boot
-    for index, share in enumerate(launch.shares):
+    # QEMU's Windows builds have no 9p `local` backend: a Windows machine shares nothing (yet).
+    for index, share in enumerate(launch.shares if launch.host_os != "windows" else ()):
         readonly = ",readonly=on" if share.readonly else ""
         argv += ["-fsdev", f"local,id=fs{index},path={option_value(share.source)},security_model=passthrough{readonly}",
                  "-device", f"virtio-9p-pci,fsdev=fs{index},mount_tag={option_value(share.tag)}"]
+    if launch.host_os == "linux":
+        argv += ["-sandbox", SANDBOX]
     return argv
 
 

@@ -7,10 +7,14 @@ started in that directory and binds it by a relative name, so a long path still 
 socket address). On Windows, whose Python has no unix sockets, QMP is a named pipe, which
 only its creator can write.
 
-QEMU detaches itself (`-daemonize`: its parent exits once every device and socket is set up,
-with QEMU's own error if one failed); on Windows it is started as a detached process.
-Saving is a migration to a file (stop, migrate, quit); restoring starts the same command line
-with `-incoming` from that file. Port forwards are HMP `hostfwd_add`/`hostfwd_remove` through
+QEMU runs in a session of its own (on Windows, a detached process), so it outlives the command
+that started it; a start is done when its monitor answers, and a failed one reports QEMU's
+first error line (its output goes to `qemu.log`). Not `-daemonize`: the sandbox forbids the
+fork that needs.
+Saving is a migration into a file hostrt opened and hands over by descriptor (stop, migrate,
+quit); restoring starts the same command line with `-incoming` from a descriptor of that file.
+On Linux QEMU runs under its seccomp sandbox (as libvirt runs it): it cannot spawn programs,
+gain privileges or change resource limits, so a guest that took over QEMU gets no further. Port forwards are HMP `hostfwd_add`/`hostfwd_remove` through
 QMP's `human-monitor-command`, exactly what the libvirt driver sends.
 """
 
@@ -18,7 +22,6 @@ from __future__ import annotations
 
 import json
 import os
-import shlex
 import subprocess
 import sys
 import time
@@ -62,9 +65,11 @@ class QemuDriver:
     # -- starting ------------------------------------------------------------------------
     def boot(self, machine: MachineDir, settings: MachineSettings, boot: BootFiles, virt_type: VirtType,
              ssh_port: int, shares: tuple[SharedDir, ...]) -> None:
+        from hostrt.platform import detect_host
+
         launch = QemuLaunch(
-            emulator=str(boot.emulator), name=self.prefix + machine.name, guest_arch=settings.arch, virt_type=virt_type,
-            memory_mib=settings.memory_mib, cpus=settings.cpus, kernel=str(boot.kernel), initrd=str(boot.initrd),
+            host_os=detect_host().os, emulator=str(boot.emulator), name=self.prefix + machine.name,
+            guest_arch=settings.arch, virt_type=virt_type, memory_mib=settings.memory_mib, cpus=settings.cpus, kernel=str(boot.kernel), initrd=str(boot.initrd),
             console_log=str(boot.console_log), ssh_port=ssh_port, qmp=_qmp_chardev(machine),
             shares=tuple(QemuShare(str(s.source), s.tag, s.readonly) for s in shares))
         argv = qemu_argv(launch)
@@ -73,42 +78,33 @@ class QemuDriver:
         write_atomic(_files(machine)[0], json.dumps({"argv": argv, "qmp": launch.qmp}).encode())
         self._launch(machine, argv)
 
-    def _launch(self, machine: MachineDir, argv: list[str]) -> None:
+    def _launch(self, machine: MachineDir, argv: list[str], pass_fds: tuple[int, ...] = ()) -> None:
+        """Start QEMU in a session of its own (a detached process on Windows), its output in
+        qemu.log, and wait until its monitor answers; QEMU's own first error line if it exits."""
         from backends.lightvm.machines import MachineError
 
         self._forget(machine)
-        pidfile = _files(machine)[1]
-        if WINDOWS:
-            self._launch_detached(machine, argv, pidfile)
-            return
-        try:
-            done = subprocess.run([*argv, "-daemonize", "-pidfile", str(pidfile)], cwd=machine.path,
-                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                  timeout=START_TIMEOUT, close_fds=True)
-        except (OSError, subprocess.TimeoutExpired) as err:
-            raise MachineError(f"machine {machine.name} failed to start: {err}") from None
-        if done.returncode != 0:
-            reason = next(iter(done.stderr.decode(errors="replace").strip().splitlines()), f"exit {done.returncode}")
-            raise MachineError(f"machine {machine.name} failed to start: {reason}")
-
-    def _launch_detached(self, machine: MachineDir, argv: list[str], pidfile: Path) -> None:
-        """Windows: no -daemonize; a detached process whose output goes to qemu.log."""
-        from backends.lightvm.machines import MachineError
-
-        flags = getattr(subprocess, "DETACHED_PROCESS", 0) | getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)
-        with open(machine.path / "qemu.log", "wb") as log:
-            process = subprocess.Popen(argv, cwd=machine.path, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                       creationflags=flags)
-        pidfile.write_text(f"{process.pid}\n")
+        detach = ({"creationflags": getattr(subprocess, "DETACHED_PROCESS", 0)
+                   | getattr(subprocess, "CREATE_NEW_PROCESS_GROUP", 0)} if WINDOWS
+                  else {"start_new_session": True, "pass_fds": pass_fds})
+        log_path = machine.path / "qemu.log"
+        with open(log_path, "wb") as log:
+            try:
+                process = subprocess.Popen(argv, cwd=machine.path, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                           **detach)  # type: ignore[call-overload]
+            except OSError as err:
+                raise MachineError(f"machine {machine.name} failed to start: {err}") from None
+        _files(machine)[1].write_text(f"{process.pid}\n")
         deadline = time.monotonic() + START_TIMEOUT
         while time.monotonic() < deadline:
             if process.poll() is not None:
-                log_text = (machine.path / "qemu.log").read_text(errors="replace").strip().splitlines()
+                lines = log_path.read_text(errors="replace").strip().splitlines()
                 raise MachineError(f"machine {machine.name} failed to start: "
-                                   f"{log_text[0] if log_text else f'exit {process.returncode}'}")
+                                   f"{lines[0] if lines else f'exit {process.returncode}'}")
             if self.alive(machine):
                 return
-            time.sleep(0.1)
+            time.sleep(0.05)
+        self.destroy(machine)
         raise MachineError(f"machine {machine.name} failed to start: QEMU's monitor did not answer")
 
     # -- QMP -----------------------------------------------------------------------------
@@ -182,11 +178,15 @@ class QemuDriver:
         pid = self._pid(machine)
         state = machine.saved_state
         state.unlink(missing_ok=True)
-        os.close(os.open(state, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        fd = os.open(state, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with self._qmp(machine, timeout=30.0) as qmp:
                 qmp.execute("stop")
-                qmp.execute("migrate", uri=_migration_uri(state, outgoing=True))
+                if WINDOWS:
+                    qmp.execute("migrate", uri=f"file:{state}")  # QEMU 8.2+; no descriptors over a pipe
+                else:  # QEMU writes the file hostrt opened: its sandbox lets it open and spawn nothing
+                    qmp.execute_with_fd("getfd", fd, fdname="saved-state")
+                    qmp.execute("migrate", uri="fd:saved-state")
                 status = _wait_migration(qmp)
                 if status != "completed":
                     qmp.execute("cont")
@@ -194,6 +194,8 @@ class QemuDriver:
                 qmp.execute("quit")
         except (QmpError, OSError):
             return False
+        finally:
+            os.close(fd)
         if pid is not None:
             self._gone(pid, 30.0)
         self._forget(machine)
@@ -204,7 +206,14 @@ class QemuDriver:
 
         try:
             argv = json.loads(_files(machine)[0].read_text())["argv"]
-            self._launch(machine, [*argv, "-incoming", _migration_uri(machine.saved_state, outgoing=False)])
+            if WINDOWS:
+                self._launch(machine, [*argv, "-incoming", f"file:{machine.saved_state}"])
+            else:
+                fd = os.open(machine.saved_state, os.O_RDONLY)
+                try:
+                    self._launch(machine, [*argv, "-incoming", f"fd:{fd}"], pass_fds=(fd,))
+                finally:
+                    os.close(fd)
         except (OSError, ValueError, KeyError, MachineError):
             return False
         deadline = time.monotonic() + MIGRATION_TIMEOUT
@@ -238,12 +247,6 @@ class QemuDriver:
 
     def orphans(self) -> list[str]:
         return []  # a QEMU outlives its directory only if that was deleted by hand; nothing names it
-
-
-def _migration_uri(path: Path, outgoing: bool) -> str:
-    if WINDOWS:
-        return f"file:{path}"  # QEMU 8.2+; Windows has no shell for exec:
-    return f"exec:cat {'>' if outgoing else '<'} {shlex.quote(str(path))}"
 
 
 def _wait_migration(qmp: Qmp) -> str:

@@ -78,6 +78,19 @@ class Qmp:
             if "error" in reply:
                 raise QmpError(f"QEMU refused {command}: {reply['error'].get('desc', reply['error'])}")
 
+    def execute_with_fd(self, command: str, fd: int, **arguments: Any) -> Any:
+        """A command that takes a descriptor along (SCM_RIGHTS on the unix socket), e.g. `getfd`:
+        QEMU then writes a file hostrt opened, and needs no way to open or spawn anything itself."""
+        assert self._sock is not None, "descriptors pass over unix sockets only"
+        request = json.dumps({"execute": command, "arguments": arguments}).encode() + b"\n"
+        socket.send_fds(self._sock, [request], [fd])
+        while True:
+            reply = self._read()
+            if "return" in reply:
+                return reply["return"]
+            if "error" in reply:
+                raise QmpError(f"QEMU refused {command}: {reply['error'].get('desc', reply['error'])}")
+
     def hmp(self, command: str) -> str:
         """A human-monitor command (what libvirt's qemuMonitorCommand sends); its text output."""
         return str(self.execute("human-monitor-command", **{"command-line": command})).strip()
