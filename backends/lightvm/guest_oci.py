@@ -53,6 +53,7 @@ def guest_from_image(images: LocalImages, reference: str, arch: str, cache_dir: 
 
     wanted = ImagePlatform(os="linux", architecture=arch)
     pinned = references.parse(reference).digest
+    fetched = None  # blobs fetched by a pull, None when the store had the image
     try:
         image = details(images.store, reference, wanted)
     except ImageNotFoundError:
@@ -63,8 +64,7 @@ def guest_from_image(images: LocalImages, reference: str, arch: str, cache_dir: 
             images.store.remove_name(pulled.name)
             raise DigestMismatchError(f"guest image {reference} has digest {pulled.digest}, pinned {pinned}: refused")
         image = details(images.store, reference, wanted)
-        print(f"hostrt: pulled guest image {reference} ({arch}, {pulled.fetched} blobs fetched"
-              + (", index digest verified)" if pinned else ", not pinned by digest)"), file=sys.stderr)
+        fetched = pulled.fetched
     if pinned and image.digest != pinned:
         raise DigestMismatchError(f"guest image {reference} resolves to {image.digest}, pinned {pinned}: refused")
     labels = image.config.get("Labels") or {}
@@ -74,6 +74,9 @@ def guest_from_image(images: LocalImages, reference: str, arch: str, cache_dir: 
     unpacked = images.layers.ensure(images.store, layer.digest, layer.mediaType, layer.diff_id)
     if not all((unpacked / file).is_file() for file in GUEST_FILES):
         raise GuestImageError(f"{reference} lacks one of {', '.join(GUEST_FILES)}")
+    if fetched is not None:  # said once the pulled image proved to be a guest
+        print(f"hostrt: pulled guest image {reference} ({arch}, {fetched} blobs fetched"
+              + (", index digest verified)" if pinned else ", not pinned by digest)"), file=sys.stderr)
     target = cache_dir / f"pulled-{arch}-{image.manifest_digest.split(':', 1)[1][:16]}"
     kernel = target / "kernel"
     if not kernel.exists():
