@@ -270,6 +270,19 @@ def test_machine_init_refuses_a_guest_reference_that_is_no_guest(host: Simulated
     assert "is not a hostrt guest image" in line
 
 
+def test_machine_init_without_a_guest_asks_for_the_pinned_release(host: SimulatedHost,
+                                                                  published: dict[str, str]) -> None:
+    """No guest named, no Debian tools: the released guest pinned by digest, here from a mirror
+    that holds other guests only (a tag never stands in for the pinned digest)."""
+    from backends.lightvm.guest_release import DIGEST, REGISTRY_ENV
+
+    mirror = published["guest"].split("/", 1)[0]
+    host.env[REGISTRY_ENV] = mirror
+    line = _one_line_error(host.run("machine", "init"))
+    assert f"nor get the released one {mirror}/hostrt/guest@{DIGEST}: " in line, line
+    assert not (host.run("machine", "ls").stdout.splitlines()[1:]), "no machine was created"
+
+
 @pytest.mark.parametrize("accel_works", [False, True], ids=["probe-fails", "probe-boots"])
 @pytest.mark.parametrize("profile", BY_ID)
 def test_machine_start_up_to_the_qemu_command_line(profile: Profile, accel_works: bool, tmp_path: Path,
@@ -306,12 +319,7 @@ def test_machine_start_up_to_the_qemu_command_line(profile: Profile, accel_works
     assert accelerator["accelerator"] == (profile.accelerator if accel_works else "tcg"), accelerator
 
 
-RUN_PROFILES = [pytest.param(profile, id=profile.id, marks=[pytest.mark.xfail(
-    strict=True, reason="the host agent listens on a unix socket, which Windows' Python lacks")]
-    if profile.windows else []) for profile in PROFILES]
-
-
-@pytest.mark.parametrize("profile", RUN_PROFILES)
+@pytest.mark.parametrize("profile", BY_ID)
 def test_first_run_creates_the_default_machine_from_the_guest_image(profile: Profile, tmp_path: Path,
                                                                      published: dict[str, str]) -> None:
     """What a new user's first `hostrt run` does where no guest can be built: the default machine

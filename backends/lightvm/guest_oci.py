@@ -9,6 +9,7 @@ other, and the bootable kernel is derived from `vmlinuz` in pure Python (`boot_k
 from __future__ import annotations
 
 import os
+import sys
 import tempfile
 from pathlib import Path
 
@@ -44,17 +45,28 @@ def store_guest_images(images: LocalImages, name: str, guests: list[GuestImage])
 
 
 def guest_from_image(images: LocalImages, reference: str, arch: str, cache_dir: Path) -> GuestImage:
-    """The guest for `arch` from a stored (or else pulled) guest image; the kernel derived once."""
-    from hostrt.images.errors import ImageNotFoundError
+    """The guest for `arch` from a stored (or else pulled) guest image; the kernel derived once.
+    A `REF@sha256:...` is pinned: only an index of exactly that digest is used (the registry
+    client verifies what it pulls by digest; this checks what the store resolved too)."""
+    from hostrt.images import reference as references
+    from hostrt.images.errors import DigestMismatchError, ImageNotFoundError
 
     wanted = ImagePlatform(os="linux", architecture=arch)
+    pinned = references.parse(reference).digest
+    fetched = None  # blobs fetched by a pull, None when the store had the image
     try:
         image = details(images.store, reference, wanted)
     except ImageNotFoundError:
         from hostrt.images.pull import pull
 
-        pull(images, reference, wanted)
+        pulled = pull(images, reference, wanted)
+        if pinned and pulled.digest != pinned:  # pull() verifies by digest already: a second lock
+            images.store.remove_name(pulled.name)
+            raise DigestMismatchError(f"guest image {reference} has digest {pulled.digest}, pinned {pinned}: refused")
         image = details(images.store, reference, wanted)
+        fetched = pulled.fetched
+    if pinned and image.digest != pinned:
+        raise DigestMismatchError(f"guest image {reference} resolves to {image.digest}, pinned {pinned}: refused")
     labels = image.config.get("Labels") or {}
     if LABEL_RECIPE not in labels or len(image.layers) != 1:
         raise GuestImageError(f"{reference} is not a hostrt guest image (no {LABEL_RECIPE} label)")
@@ -62,6 +74,9 @@ def guest_from_image(images: LocalImages, reference: str, arch: str, cache_dir: 
     unpacked = images.layers.ensure(images.store, layer.digest, layer.mediaType, layer.diff_id)
     if not all((unpacked / file).is_file() for file in GUEST_FILES):
         raise GuestImageError(f"{reference} lacks one of {', '.join(GUEST_FILES)}")
+    if fetched is not None:  # said once the pulled image proved to be a guest
+        print(f"hostrt: pulled guest image {reference} ({arch}, {fetched} blobs fetched"
+              + (", index digest verified)" if pinned else ", not pinned by digest)"), file=sys.stderr)
     target = cache_dir / f"pulled-{arch}-{image.manifest_digest.split(':', 1)[1][:16]}"
     kernel = target / "kernel"
     if not kernel.exists():

@@ -1,5 +1,6 @@
 """The host agent: one long-lived SSH connection per running machine, shared by every hostrt
-command through a unix socket in the machine's directory (as Lima's hostagent).
+command through a unix socket in the machine's directory (as Lima's hostagent), or where a host
+has no unix sockets (Windows) loopback TCP with a token (`agent_transport.py`).
 
 A warm `run` then pays no SSH handshake (key exchange and auth cost ~190 ms with paramiko,
 more than a command in the guest). Each client asks for one command; the agent opens a
@@ -31,7 +32,8 @@ import threading
 import time
 from pathlib import Path
 
-SOCKET_NAME = "agent.sock"
+from backends.lightvm import agent_transport
+
 PID_NAME = "agent.pid"
 PROTOCOL_NAME = "agent.protocol"
 PROTOCOL = "3"  # 2: guest operations relayed to the guest daemon; 3: b"s"/b"c" before the relay
@@ -189,35 +191,44 @@ def _stop_when_idle(machine_dir: Path, transport, clock: IdleClock, timeout: flo
         return
 
 
-def _serve_one(conn: socket.socket, transport, daemons: GuestDaemons, clock: IdleClock) -> None:  # noqa: ANN001
+def _serve_one(conn: socket.socket, listener: agent_transport.Listener, transport, daemons: GuestDaemons,  # noqa: ANN001
+               clock: IdleClock) -> None:
     """Run one client's command on a new channel of the shared connection."""
     lock = threading.Lock()
-    with conn, clock:
+    with conn:
         reader = conn.makefile("rb")
-        request = json.loads(reader.readline())
-        if "guest" in request:
-            _relay_guest(conn, reader, daemons, request["guest"])
-            return
-        channel = transport.open_session()
-        channel.exec_command(request["command"])
+        if not listener.admit(conn, reader):
+            return  # a wrong or missing token: closed before the request is read
+        with clock:
+            _serve_request(conn, reader, lock, transport, daemons)
 
-        def pump_stdin() -> None:
-            while data := reader.read1(65536):
-                channel.sendall(data)
-            channel.shutdown_write()
 
-        threading.Thread(target=pump_stdin, daemon=True).start()
-        while True:
-            if channel.recv_ready():
-                _send_frame(conn, b"o", channel.recv(65536), lock)
-            elif channel.recv_stderr_ready():
-                _send_frame(conn, b"e", channel.recv_stderr(65536), lock)
-            elif channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
-                break
-            else:
-                channel.status_event.wait(0.01)
-        _send_frame(conn, b"x", struct.pack("!i", channel.recv_exit_status()), lock)
-        channel.close()
+def _serve_request(conn: socket.socket, reader, lock: threading.Lock, transport, daemons: GuestDaemons) -> None:  # noqa: ANN001
+    """One request of an admitted client."""
+    request = json.loads(reader.readline())
+    if "guest" in request:
+        _relay_guest(conn, reader, daemons, request["guest"])
+        return
+    channel = transport.open_session()
+    channel.exec_command(request["command"])
+
+    def pump_stdin() -> None:
+        while data := reader.read1(65536):
+            channel.sendall(data)
+        channel.shutdown_write()
+
+    threading.Thread(target=pump_stdin, daemon=True).start()
+    while True:
+        if channel.recv_ready():
+            _send_frame(conn, b"o", channel.recv(65536), lock)
+        elif channel.recv_stderr_ready():
+            _send_frame(conn, b"e", channel.recv_stderr(65536), lock)
+        elif channel.exit_status_ready() and not channel.recv_ready() and not channel.recv_stderr_ready():
+            break
+        else:
+            channel.status_event.wait(0.01)
+    _send_frame(conn, b"x", struct.pack("!i", channel.recv_exit_status()), lock)
+    channel.close()
 
 
 def serve(machine_dir: Path) -> int:
@@ -229,13 +240,7 @@ def serve(machine_dir: Path) -> int:
     client = connect(ssh_target(machine), timeout=10)
     transport = client.get_transport()
     transport.set_keepalive(15)
-    path = machine_dir / SOCKET_NAME
-    path.unlink(missing_ok=True)
-    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    listener.bind(str(path))
-    os.chmod(path, 0o600)
-    listener.listen(16)
-    listener.settimeout(1.0)
+    listener = agent_transport.Listener(machine_dir, agent_transport.chosen())
     (machine_dir / PID_NAME).write_text(str(os.getpid()))
     (machine_dir / PROTOCOL_NAME).write_text(PROTOCOL)
     daemons = GuestDaemons(transport)
@@ -247,12 +252,12 @@ def serve(machine_dir: Path) -> int:
     try:
         while transport.is_active():
             try:
-                conn, _ = listener.accept()
+                conn = listener.accept()
             except socket.timeout:
                 continue
-            threading.Thread(target=_serve_one, args=(conn, transport, daemons, clock), daemon=True).start()
+            threading.Thread(target=_serve_one, args=(conn, listener, transport, daemons, clock), daemon=True).start()
     finally:
-        path.unlink(missing_ok=True)
+        listener.close()
         (machine_dir / PID_NAME).unlink(missing_ok=True)
         (machine_dir / PROTOCOL_NAME).unlink(missing_ok=True)
     return 0
@@ -261,6 +266,8 @@ def serve(machine_dir: Path) -> int:
 def start_agent(machine_dir: Path) -> bool:
     """Start the machine's agent in the background; True once it listens."""
     import subprocess
+
+    agent_transport.chosen()  # a bad HOSTRT_AGENT_TRANSPORT is the caller's error, said here
 
     agent = subprocess.Popen([sys.executable, "-m", "backends.lightvm.hostagent", str(machine_dir)],
                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -278,7 +285,7 @@ def stop_agent(machine_dir: Path) -> None:
         os.kill(int((machine_dir / PID_NAME).read_text()), signal.SIGTERM)
     except (OSError, ValueError):
         pass
-    (machine_dir / SOCKET_NAME).unlink(missing_ok=True)
+    agent_transport.remove_endpoint(machine_dir)  # the token goes with the agent
     (machine_dir / PID_NAME).unlink(missing_ok=True)
     (machine_dir / PROTOCOL_NAME).unlink(missing_ok=True)
 
@@ -287,15 +294,15 @@ class AgentSession:
     """A command run through the agent; the same results as an SSH exec."""
 
     def __init__(self, machine_dir: Path) -> None:
-        self.path = machine_dir / SOCKET_NAME
+        self.machine_dir = machine_dir
 
     def available(self) -> bool:
-        return self.path.exists()
+        return agent_transport.available(self.machine_dir)
 
     def current(self) -> bool:
         """Whether the running agent speaks this hostrt's protocol (an older one may still run)."""
         try:
-            return (self.path.parent / PROTOCOL_NAME).read_text() == PROTOCOL
+            return (self.machine_dir / PROTOCOL_NAME).read_text() == PROTOCOL
         except OSError:
             return False
 
@@ -318,9 +325,12 @@ class AgentSession:
                  stdin_fd: int | None, result: bytearray | None = None) -> tuple[int, bytes, bytes]:
         out, err = bytearray(), bytearray()
         started = "guest" not in request  # a command has no start frame
-        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        try:
+            conn = agent_transport.connect(self.machine_dir)
+        except OSError as err_:
+            raise NotStarted(f"the host agent is not running: {err_}") from None
+        with conn:
             try:
-                conn.connect(str(self.path))
                 conn.sendall(json.dumps(request).encode() + b"\n")
             except OSError as err_:
                 raise NotStarted(f"the host agent is not running: {err_}") from None

@@ -32,6 +32,7 @@ def test_guest_image_round_trip_through_a_registry(tmp_path: Path, guest_cache: 
         tools.mkdir()
         (tools / "qemu-system-x86_64").symlink_to(shutil.which("qemu-system-x86_64"))
         user.env["PATH"] = str(tools)
+        user.env["HOSTRT_GUEST_REGISTRY"] = registry.host  # the pinned release is not there: refused
         refused = user("machine", "init", "nobuild")
         assert refused.returncode == 125 and refused.stderr.count("\n") == 1, refused.stderr
         assert "HOSTRT_GUEST_IMAGE" in refused.stderr and "apt-get" in refused.stderr
