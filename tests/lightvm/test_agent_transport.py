@@ -13,6 +13,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.support.sockets import listeners
+
 from backends.lightvm import agent_transport
 from backends.lightvm.agent_transport import ENDPOINT_NAME, SOCKET_NAME, Listener
 
@@ -43,18 +45,6 @@ def _serve_once(listener: Listener) -> dict:
     return seen
 
 
-def _listeners(port: int) -> list[str]:
-    """Addresses of the sockets listening on TCP `port`, from /proc/net/tcp{,6}."""
-    found = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            local, state = line.split()[1], line.split()[3]
-            address, hex_port = local.split(":")
-            if state == "0A" and int(hex_port, 16) == port:
-                found.append(socket.inet_ntoa(bytes.fromhex(address)[::-1]) if len(address) == 8 else address)
-    return found
-
-
 def test_tcp_is_chosen_where_forced_and_a_bad_value_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv(agent_transport.TRANSPORT_ENV, raising=False)
     assert agent_transport.chosen() == "unix"
@@ -79,7 +69,7 @@ def test_tcp_listens_on_loopback_only_with_a_private_token_file(machine_dir: Pat
     try:
         host, port = listener.sock.getsockname()
         assert host == "127.0.0.1"
-        assert _listeners(port) == ["127.0.0.1"]
+        assert listeners(port) == ["127.0.0.1"]
         endpoint = machine_dir / ENDPOINT_NAME
         assert stat.S_IMODE(endpoint.stat().st_mode) == 0o600
         assert endpoint.stat().st_uid == os.geteuid()
@@ -90,7 +80,7 @@ def test_tcp_listens_on_loopback_only_with_a_private_token_file(machine_dir: Pat
     finally:
         listener.close()
     assert list(machine_dir.iterdir()) == [], "the token file goes with the listener"
-    assert _listeners(port) == []
+    assert listeners(port) == []
 
 
 def test_each_listener_has_its_own_token(machine_dir: Path) -> None:

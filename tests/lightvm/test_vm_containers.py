@@ -6,7 +6,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ import pytest
 from tests.engine.conftest import Hostrt
 from tests.lightvm.conftest import DRIVERS, MACHINE_TESTS, kill_guest, machine_root
 from tests.network.conftest import free_port, http_get
+from tests.support.sockets import listeners
 
 pytestmark = MACHINE_TESTS
 
@@ -122,18 +122,6 @@ def test_exec_and_pause_in_a_vm_container(vm_hostrt: Hostrt) -> None:
 
 
 # -- published ports (-p): host 127.0.0.1:PORT -> QEMU forward -> guest proxy -> the container's own namespace
-def _listeners(port: int) -> list[str]:
-    """Local addresses of the host's TCP sockets listening on `port` (from /proc/net/tcp{,6})."""
-    found = []
-    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
-        for line in Path(table).read_text().splitlines()[1:]:
-            local, state = line.split()[1], line.split()[3]
-            address, hex_port = local.split(":")
-            if state == "0A" and int(hex_port, 16) == port:
-                found.append(socket.inet_ntoa(bytes.fromhex(address)[::-1]) if len(address) == 8 else address)
-    return found
-
-
 def _get(port: int, path: str = "/hostname", timeout: float = 60) -> str:
     """GET through the published port, retrying while the server inside comes up (TCG: slow)."""
     return http_get(f"http://127.0.0.1:{port}{path}", timeout, request_timeout=20, pause=0.5)
@@ -149,7 +137,7 @@ def test_published_port_serves_httpd_from_a_vm_container(vm_hostrt: Hostrt) -> N
                        "httpd", "-f", "-p", "80", "-h", "/etc", timeout=900).strip()
     try:
         assert _get(port) == cid[:12] + "\n", "the reply comes from the container's own /etc/hostname"
-        assert _listeners(port) == ["127.0.0.1"], "a VM's published port listens on loopback only"
+        assert listeners(port) == ["127.0.0.1"], "a VM's published port listens on loopback only"
         assert vm_hostrt.ok("port", "vmweb") == f"80/tcp -> 127.0.0.1:{port}\n"
 
         taken = vm_hostrt("run", "--backend", "lightvm", "--rm", "--name", "vmweb2", "-p", f"127.0.0.1:{port}:80",
@@ -161,13 +149,13 @@ def test_published_port_serves_httpd_from_a_vm_container(vm_hostrt: Hostrt) -> N
         assert _get(port) == cid[:12] + "\n", "the first container still serves its port"
 
         vm_hostrt.ok("stop", "-t", "1", "vmweb", timeout=300)
-        assert _listeners(port) == [], "the forward goes with the container"
+        assert listeners(port) == [], "the forward goes with the container"
         assert vm_hostrt.ok("port", "vmweb") == ""
         vm_hostrt.ok("start", "vmweb", timeout=300)
         assert _get(port) == cid[:12] + "\n", "a restarted container publishes the same port again"
     finally:
         vm_hostrt("rm", "-f", "vmweb", timeout=300)
-    assert _listeners(port) == []
+    assert listeners(port) == []
 
 
 def test_attached_run_publishes_a_chosen_port_while_it_runs(vm_hostrt: Hostrt) -> None:
@@ -188,7 +176,7 @@ def test_attached_run_publishes_a_chosen_port_while_it_runs(vm_hostrt: Hostrt) -
         if run.poll() is None:
             run.kill()
             vm_hostrt("rm", "-f", "vmfg", timeout=300)
-    assert _listeners(port) == [], "the forward ends with the foreground run"
+    assert listeners(port) == [], "the forward ends with the foreground run"
 
 
 def test_a_guest_killed_during_a_run_is_a_clear_error_with_its_console(vm_hostrt: Hostrt) -> None:
@@ -213,16 +201,16 @@ def test_an_exited_vm_container_and_a_killed_hostrt_leave_no_forward(vm_hostrt: 
     deadline = time.monotonic() + 120
     while _status(vm_hostrt, "vmshort") != "exited" and time.monotonic() < deadline:
         time.sleep(1)
-    assert _listeners(port) == [], "noticing the exit removes the forward"
+    assert listeners(port) == [], "noticing the exit removes the forward"
     vm_hostrt.ok("rm", "vmshort")
 
     crashed = subprocess.run([os.sys.executable, "-m", "hostrt", "run", "--backend", "lightvm", "-d", "--name", "vmcrash",
                               "-p", f"127.0.0.1:{port}:80", "busybox", "sleep", "300"],
                              env={**vm_hostrt.env, "HOSTRT_FAILPOINT": "vm-after-forward"}, capture_output=True, timeout=900)
     assert crashed.returncode == -9
-    assert _listeners(port) == ["127.0.0.1"], "the crash left the forward up"
+    assert listeners(port) == ["127.0.0.1"], "the crash left the forward up"
     prune = vm_hostrt.ok("system", "prune", timeout=300)
-    assert _listeners(port) == [], prune
+    assert listeners(port) == [], prune
     assert _status(vm_hostrt, "vmcrash") is None
 
 

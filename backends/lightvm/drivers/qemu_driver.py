@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 
 from backends.lightvm.drivers.qemu_command import QemuLaunch, QemuShare, qemu_argv
 from backends.lightvm.drivers.qmp import Qmp, QmpError
+from hostrt.pids import pid_alive
 
 if TYPE_CHECKING:
     from backends.lightvm.domain import BootFiles, SharedDir
@@ -127,7 +128,7 @@ class QemuDriver:
 
     def alive(self, machine: MachineDir) -> bool:
         pid = self._pid(machine)
-        if pid is None or (not WINDOWS and not _pid_alive(pid)):
+        if pid is None or not _pid_alive(pid):
             return False
         try:
             with self._qmp(machine, timeout=5.0) as qmp:
@@ -158,8 +159,6 @@ class QemuDriver:
         self._forget(machine)
 
     def _gone(self, pid: int, within: float) -> bool:
-        if WINDOWS:
-            return True  # `quit` was answered or the process is killed: no way to wait on a non-child here
         deadline = time.monotonic() + within
         while _pid_alive(pid):
             if time.monotonic() > deadline:
@@ -261,17 +260,13 @@ def _wait_migration(qmp: Qmp) -> str:
 
 
 def _pid_alive(pid: int) -> bool:
-    try:
-        os.waitpid(pid, os.WNOHANG)  # a QEMU this process became the parent of (as a subreaper): reap it
-    except ChildProcessError:
-        pass
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """Whether QEMU `pid` runs; one this process started and that exited is collected first."""
+    if hasattr(os, "WNOHANG"):
+        try:
+            os.waitpid(pid, os.WNOHANG)
+        except ChildProcessError:
+            pass
+    return pid_alive(pid)
 
 
 def _is_our_qemu(pid: int, machine: MachineDir) -> bool:

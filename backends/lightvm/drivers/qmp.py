@@ -71,12 +71,7 @@ class Qmp:
             request["arguments"] = arguments
         self._file.write(json.dumps(request).encode() + b"\n")
         self._file.flush()
-        while True:
-            reply = self._read()
-            if "return" in reply:
-                return reply["return"]
-            if "error" in reply:
-                raise QmpError(f"QEMU refused {command}: {reply['error'].get('desc', reply['error'])}")
+        return self._reply(command)
 
     def execute_with_fd(self, command: str, fd: int, **arguments: Any) -> Any:
         """A command that takes a descriptor along (SCM_RIGHTS on the unix socket), e.g. `getfd`:
@@ -84,6 +79,10 @@ class Qmp:
         assert self._sock is not None, "descriptors pass over unix sockets only"
         request = json.dumps({"execute": command, "arguments": arguments}).encode() + b"\n"
         socket.send_fds(self._sock, [request], [fd])
+        return self._reply(command)
+
+    def _reply(self, command: str) -> Any:
+        """The answer to the command just sent, past any events QEMU sent meanwhile."""
         while True:
             reply = self._read()
             if "return" in reply:
