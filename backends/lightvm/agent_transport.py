@@ -7,9 +7,11 @@ agent listens on TCP instead, and because any local user can connect to a TCP po
   process cannot bind the same port beside it);
 - it writes the port and a fresh random token to `agent.tcp`, created 0600 before a byte is
   written (never readable by others, not even for a moment), and replaced by rename;
-- a client sends the token as its first line; the agent compares it in constant time and
-  closes the connection on a wrong, missing or slow token before reading the request, so
-  nothing runs;
+- each side proves to the other that it knows the token, without sending it: the client sends
+  a nonce, the agent answers with its own nonce and an HMAC of both, the client checks it and
+  answers with its HMAC of both (compared in constant time). A wrong, missing or slow proof
+  closes the connection before the request is read, so nothing runs; and a process that took
+  the port of an agent that died cannot pass for it (it does not know the token);
 - the file goes when the agent stops, with the socket file.
 `HOSTRT_AGENT_TRANSPORT=tcp` forces TCP where unix sockets exist, so that path is tested on
 Linux; `unix` forces the socket. Clients follow whichever endpoint file the running agent
@@ -28,8 +30,17 @@ TRANSPORT_ENV = "HOSTRT_AGENT_TRANSPORT"
 SOCKET_NAME = "agent.sock"
 ENDPOINT_NAME = "agent.tcp"  # "PORT TOKEN\n"
 TOKEN_BYTES = 32
-TOKEN_TIMEOUT = 10.0  # a connection that does not present its token by then is dropped
-_TOKEN_LINE = 2 * TOKEN_BYTES + 1
+TOKEN_TIMEOUT = 10.0  # a connection that does not complete its proof by then is dropped
+NONCE_BYTES = 16
+_NONCE_LINE = 2 * NONCE_BYTES + 1
+_PROOF_LINE = 64 + 1  # an HMAC-SHA256 in hex
+
+
+def _proof(token: bytes, side: bytes, first: bytes, second: bytes) -> bytes:
+    """What `side` (b"agent" or b"client") sends to show it knows `token`, bound to both nonces."""
+    import hmac
+
+    return hmac.new(token, b"%s:%s:%s" % (side, first, second), "sha256").hexdigest().encode()
 
 
 class TransportError(UsageError):
@@ -72,18 +83,24 @@ class Listener:
         return conn
 
     def admit(self, conn: socket.socket, reader) -> bool:  # noqa: ANN001 - the connection's binary reader
-        """Whether the client may be served: on TCP, its first line is the token."""
+        """Whether the client may be served: on TCP, it proves that it knows the token."""
         if self.kind == "unix":
             return True
+        import hmac
+        import secrets
+
         conn.settimeout(TOKEN_TIMEOUT)
         try:
-            line = reader.readline(_TOKEN_LINE)
+            client_nonce = reader.readline(_NONCE_LINE).rstrip(b"\n")
+            if len(client_nonce) != 2 * NONCE_BYTES or not all(c in b"0123456789abcdef" for c in client_nonce):
+                return False
+            agent_nonce = secrets.token_hex(NONCE_BYTES).encode()
+            conn.sendall(b"%s %s\n" % (agent_nonce, _proof(self._token, b"agent", client_nonce, agent_nonce)))
+            answer = reader.readline(_PROOF_LINE)
         except OSError:
             return False
         conn.settimeout(None)
-        import hmac
-
-        return hmac.compare_digest(line, self._token + b"\n")
+        return hmac.compare_digest(answer, _proof(self._token, b"client", agent_nonce, client_nonce) + b"\n")
 
     def close(self) -> None:
         self.sock.close()
@@ -135,7 +152,8 @@ def available(machine_dir: Path) -> bool:
 
 
 def connect(machine_dir: Path) -> socket.socket:
-    """A connection to the machine's agent, token sent where it listens on TCP. OSError: no agent."""
+    """A connection to the machine's agent (on TCP, after both sides proved they know the token).
+    OSError: no agent, or a listener that is not it."""
     endpoint = machine_dir / ENDPOINT_NAME
     if hasattr(socket, "AF_UNIX") and (machine_dir / SOCKET_NAME).exists():
         conn = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -149,12 +167,34 @@ def connect(machine_dir: Path) -> socket.socket:
             raise ConnectionRefusedError(f"{endpoint} is not an agent endpoint") from None
         conn = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        address, token = ("127.0.0.1", port), token_text.encode() + b"\n"
+        address, token = ("127.0.0.1", port), token_text.encode()
     try:
         conn.connect(address)
         if token:
-            conn.sendall(token)
+            _prove(conn, token)
     except BaseException:
         conn.close()
         raise
     return conn
+
+
+def _prove(conn: socket.socket, token: bytes) -> None:
+    """The client's half of the exchange in `Listener.admit`."""
+    import hmac
+    import secrets
+
+    client_nonce = secrets.token_hex(NONCE_BYTES).encode()
+    conn.sendall(client_nonce + b"\n")
+    answer = b""
+    conn.settimeout(TOKEN_TIMEOUT)
+    while not answer.endswith(b"\n") and len(answer) < _NONCE_LINE + _PROOF_LINE:
+        chunk = conn.recv(_NONCE_LINE + _PROOF_LINE - len(answer))
+        if not chunk:
+            break
+        answer += chunk
+    conn.settimeout(None)
+    agent_nonce, _, proof = answer.rstrip(b"\n").partition(b" ")
+    if len(agent_nonce) != 2 * NONCE_BYTES or not hmac.compare_digest(
+            proof, _proof(token, b"agent", client_nonce, agent_nonce)):
+        raise ConnectionRefusedError("the machine's agent port is held by something that is not its agent")
+    conn.sendall(_proof(token, b"client", agent_nonce, client_nonce) + b"\n")

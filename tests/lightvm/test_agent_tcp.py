@@ -20,6 +20,7 @@ from backends.lightvm.hostagent import AgentSession
 from tests.engine.conftest import Hostrt
 from tests.lightvm import test_vm_containers as machine_tests
 from tests.lightvm.conftest import MACHINE_TESTS, machine_root
+from tests.support.sockets import listeners
 
 pytestmark = MACHINE_TESTS
 
@@ -52,7 +53,7 @@ def test_the_agent_listens_on_loopback_tcp_with_a_private_token(vm_hostrt: Hostr
     assert not (machine / SOCKET_NAME).exists()
     assert stat.S_IMODE(endpoint.stat().st_mode) == 0o600
     port = int(endpoint.read_text().split()[0])
-    assert machine_tests._listeners(port) == ["127.0.0.1"], "the agent listens on loopback only"
+    assert listeners(port) == ["127.0.0.1"], "the agent listens on loopback only"
 
 
 def _send_raw(port: int, first: bytes) -> bytes:
@@ -72,6 +73,7 @@ def test_a_wrong_or_missing_token_runs_nothing(vm_hostrt: Hostrt) -> None:
     port, token = (machine / ENDPOINT_NAME).read_text().split()
     wrong = ("0" if token[0] != "0" else "1") + token[1:]
     assert _send_raw(int(port), wrong.encode() + b"\n") == b""
+    assert _send_raw(int(port), token.encode() + b"\n") == b"", "the token itself is never what is sent"
     assert _send_raw(int(port), b"") == b""  # the request alone, no token
     assert vm_hostrt("machine", "ssh", "default", "--", "test", "-e", "/root/ran-without-token").returncode == 1
     # The same request with the token runs: the check above could have failed.
@@ -87,7 +89,7 @@ def test_the_token_goes_when_the_machine_stops(vm_hostrt: Hostrt) -> None:
     vm_hostrt.ok("machine", "stop", "default", timeout=300)
     assert not (machine / ENDPOINT_NAME).exists() and not (machine / SOCKET_NAME).exists()
     deadline = time.monotonic() + 30  # the agent was sent SIGTERM: its port closes as it exits
-    while machine_tests._listeners(port) and time.monotonic() < deadline:
+    while listeners(port) and time.monotonic() < deadline:
         time.sleep(0.2)
-    assert machine_tests._listeners(port) == []
+    assert listeners(port) == []
     assert not [p.name for p in machine.iterdir() if p.name.startswith(".agent")], "no temporary endpoint file"

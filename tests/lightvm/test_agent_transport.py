@@ -126,6 +126,57 @@ def test_a_wrong_or_missing_token_is_closed_before_the_request_is_read(machine_d
         listener.close()
 
 
+def test_a_client_that_does_not_know_the_token_is_closed_after_the_challenge(machine_dir: Path) -> None:
+    """The exchange itself: a well-formed nonce gets the agent's challenge, a wrong proof gets nothing
+    more, and the request after it is never read."""
+    listener = Listener(machine_dir, "tcp")
+    try:
+        seen = _serve_once(listener)
+        with socket.create_connection(("127.0.0.1", listener.sock.getsockname()[1])) as conn:
+            conn.settimeout(30)
+            conn.sendall(b"0" * 32 + b"\n")
+            reader = conn.makefile("rb")
+            agent_nonce, proof = reader.readline().split()
+            assert len(agent_nonce) == 32 and len(proof) == 64
+            conn.sendall(b"f" * 64 + b"\n" + b'{"command": "touch /tmp/x"}\n')
+            assert reader.read() == b""
+        seen["thread"].join(10)
+        assert seen["admitted"] is False and "request" not in seen
+    finally:
+        listener.close()
+
+
+def test_a_port_taken_by_something_else_gets_no_token_and_no_request(machine_dir: Path) -> None:
+    """An agent that died leaves its endpoint file; whatever listens on that port later (another
+    user's process) must neither learn the token nor pass for the agent."""
+    token = "ab" * 32
+    impostor = socket.create_server(("127.0.0.1", 0))
+    (machine_dir / ENDPOINT_NAME).write_text(f"{impostor.getsockname()[1]} {token}\n")
+    received = bytearray()
+
+    def pretend() -> None:
+        conn, _ = impostor.accept()
+        with conn:
+            conn.settimeout(10)
+            received.extend(conn.recv(4096))
+            conn.sendall(b"1" * 32 + b" " + b"2" * 64 + b"\n")  # a challenge it cannot make right
+            try:
+                while chunk := conn.recv(4096):
+                    received.extend(chunk)
+            except OSError:
+                pass
+
+    thread = threading.Thread(target=pretend, daemon=True)
+    thread.start()
+    try:
+        with pytest.raises(ConnectionRefusedError, match="not its agent"):
+            agent_transport.connect(machine_dir)
+        thread.join(10)
+        assert len(received) == 33 and token.encode() not in received, "only the client's nonce was sent"
+    finally:
+        impostor.close()
+
+
 def test_a_silent_client_is_dropped(machine_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(agent_transport, "TOKEN_TIMEOUT", 0.5)
     listener = Listener(machine_dir, "tcp")
