@@ -23,12 +23,12 @@ class BootRecord(BaseModel):
 class RunRecord(BaseModel):
     """Facts of the running domain, written at start and removed at stop."""
 
-    driver: str
     virt_type: str
     ssh_port: int
     started_at: float
     ready_seconds: float
     resumed: bool = False  # restored from the state saved at the last stop, not booted
+    driver: str = "libvirt"  # what runs it; records from before there was a choice were libvirt's
 
 
 class SavedRecord(BaseModel):
