@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING
 from backends.lightvm import keys, suspend
 from backends.lightvm.domain import BootFiles, SharedDir
 from backends.lightvm.drivers import driver_for
-from backends.lightvm.libvirt_conn import domain_prefix  # noqa: F401 - machine names as libvirt domains
 from backends.lightvm.machine_dir import BootRecord, MachineDir, RunRecord, as_json, set_mode, write_atomic
 from backends.lightvm.settings import GUEST_ARCH_FACTS, MachineSettings, VirtType
 from backends.lightvm.ssh import SshTarget, run, wait_ready

@@ -23,7 +23,6 @@ _CANDIDATES: dict[str, AcceleratorName] = {"linux": "kvm", "darwin": "hvf", "win
 _BOOT: dict[str, tuple[str, str]] = {"amd64": ("q35", "ttyS0"), "arm64": ("virt", "ttyAMA0")}
 PROOF = b"Unable to mount root fs"
 DEFAULT_TIME_LIMIT = 20.0
-EMULATOR_MISSING = "no emulator"
 
 
 def probe_command(emulator: str, accelerator: str, arch: str, kernel: Path) -> list[str]:
@@ -70,8 +69,7 @@ def probe_accelerator(host_os: str, host_arch: str, kernel: Path, time_limit: fl
     if candidate == "kvm" and not Path("/dev/kvm").exists():
         return AcceleratorVerdict(accelerator="tcg", reason="/dev/kvm does not exist: guests run under TCG")
     if shutil.which(emulator) is None:
-        return AcceleratorVerdict(accelerator="tcg", candidate=candidate,
-                                  reason=f"{EMULATOR_MISSING}: {emulator} not found, cannot probe {candidate}")
+        return AcceleratorVerdict(accelerator="tcg", candidate=candidate, reason=f"{emulator} not found: cannot probe {candidate}")
     proved, seconds = _boots(probe_command(emulator, candidate, host_arch, kernel), time_limit)
     if proved:
         return AcceleratorVerdict(
@@ -97,7 +95,7 @@ def resolve_virt_type(host_os: str, host_arch: str, guest_arch: str, kernel: Pat
     verdict = read_verdict(cache_dir, host_os, kernel_release, host_arch)
     if verdict is None:
         verdict = probe_accelerator(host_os, host_arch, kernel)
-        if not verdict.reason.startswith(EMULATOR_MISSING):  # installing QEMU changes that answer
+        if shutil.which(EMULATORS.get(host_arch, "")) is not None:  # else no answer: installing QEMU changes it
             write_verdict(cache_dir, CachedVerdict(host_os=host_os, kernel=kernel_release, architecture=host_arch,
                                                    verdict=verdict))
     from backends.lightvm.drivers.qemu_command import accelerator_for

@@ -99,7 +99,7 @@ def test_arm64_has_no_acpi_without_uefi() -> None:
 
 
 def test_domain_names_differ_between_hostrt_roots(tmp_path: Path) -> None:
-    from backends.lightvm.machines import domain_prefix
+    from backends.lightvm.libvirt_conn import domain_prefix
 
     first, second = domain_prefix(tmp_path / "a" / "machines"), domain_prefix(tmp_path / "b" / "machines")
     assert first != second and first.startswith("hostrt-") and second.startswith("hostrt-")

@@ -100,9 +100,6 @@ class LibvirtDriver:
     def describe(self, machine: MachineDir) -> dict[str, str]:
         return {"driver": self.name, "domain": self.prefix + machine.name}
 
-    def running(self) -> list[str]:
-        """Names of this root's machines that have an active domain."""
-        return [d.name()[len(self.prefix):] for d in open_libvirt().listAllDomains() if d.name().startswith(self.prefix)]
-
     def orphans(self) -> list[str]:
-        return self.running()  # the caller drops those with a directory
+        """Every machine of this root with an active domain; the caller drops those with a directory."""
+        return [d.name()[len(self.prefix):] for d in open_libvirt().listAllDomains() if d.name().startswith(self.prefix)]

@@ -10,12 +10,14 @@ only its creator can write.
 QEMU runs in a session of its own (on Windows, a detached process), so it outlives the command
 that started it; a start is done when its monitor answers, and a failed one reports QEMU's
 first error line (its output goes to `qemu.log`). Not `-daemonize`: the sandbox forbids the
-fork that needs.
+fork that needs. On Linux QEMU runs under its seccomp sandbox (as libvirt runs it): it cannot
+spawn programs, gain privileges or change resource limits, so a guest that took over QEMU
+gets no further.
+
 Saving is a migration into a file hostrt opened and hands over by descriptor (stop, migrate,
 quit); restoring starts the same command line with `-incoming` from a descriptor of that file.
-On Linux QEMU runs under its seccomp sandbox (as libvirt runs it): it cannot spawn programs,
-gain privileges or change resource limits, so a guest that took over QEMU gets no further. Port forwards are HMP `hostfwd_add`/`hostfwd_remove` through
-QMP's `human-monitor-command`, exactly what the libvirt driver sends.
+Port forwards are HMP `hostfwd_add`/`hostfwd_remove` through QMP's `human-monitor-command`,
+exactly what the libvirt driver sends.
 """
 
 from __future__ import annotations
